@@ -1,0 +1,1 @@
+"""The ``appkit`` command line: provisioning and admin on top of appkit's public API."""

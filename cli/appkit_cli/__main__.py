@@ -1,0 +1,3 @@
+from appkit_cli.main import run
+
+run()

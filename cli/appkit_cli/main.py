@@ -1,0 +1,207 @@
+"""``appkit``: the command line. Mirrors the Supabase CLI's local workflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+from rich.table import Table
+
+from appkit.errors import StackError
+from appkit.local.stack import (
+    LocalStack,
+    StackInfo,
+    StackPaths,
+    read_info,
+    remove_data,
+    resolve_workdir,
+    stop_stack,
+    write_atomic,
+)
+from appkit_cli import templates
+from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
+from appkit_cli.db import db_app
+
+app = typer.Typer(
+    name="appkit",
+    help="appkit: Supabase backends in Python — the local stack, migrations and admin.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_app, name="db")
+
+
+class Output(str, Enum):
+    pretty = "pretty"
+    env = "env"
+    json = "json"
+
+
+def print_info(info: StackInfo, output: Output = Output.pretty) -> None:
+    env = info.as_env()
+    if output is Output.json:
+        console.print_json(json.dumps(env))
+    elif output is Output.env:
+        for key in sorted(env):
+            console.print(f'{key}="{env[key]}"', highlight=False, soft_wrap=True)
+    else:
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold cyan")
+        table.add_column(overflow="fold")
+        for key, value in env.items():
+            table.add_row(key.replace("_", " ").title().replace("Url", "URL").replace("Api", "API")
+                          .replace("Db", "DB").replace("Jwt", "JWT"), value)
+        console.print(table)
+
+
+@app.command()
+@handle_errors
+def init(
+    workdir: WorkdirOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.toml.")] = False,
+) -> None:
+    """Create supabase/config.toml, supabase/migrations/ and supabase/seed.sql."""
+    paths = resolve_workdir(workdir)
+    if paths.config_file.exists() and not force:
+        raise fail(f"{paths.config_file} already exists (use --force to overwrite)")
+    paths.migrations_dir.mkdir(parents=True, exist_ok=True)
+    project_id = re.sub(r"[^A-Za-z0-9_-]", "-", paths.workdir.name) or "appkit"
+    write_atomic(paths.config_file, templates.CONFIG_TOML.format(project_id=project_id).encode(), 0o644)
+    seed = paths.supabase_dir / "seed.sql"
+    if not seed.exists():
+        write_atomic(seed, templates.SEED_SQL.encode(), 0o644)
+    ignore = paths.supabase_dir / ".gitignore"
+    if not ignore.exists():
+        write_atomic(ignore, templates.GITIGNORE.encode(), 0o644)
+    console.print(f"Initialised a Supabase project in [bold]{paths.supabase_dir}[/]. Run [bold]appkit dev[/] next.")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, markup=False, rich_tracebacks=False)],
+        force=True,
+    )
+    logging.getLogger("psycopg").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+
+
+@app.command()
+@handle_errors
+def dev(
+    workdir: WorkdirOption = None,
+    db_url: Annotated[str | None, typer.Option("--db-url", help="Use this Postgres instead of the embedded one.",
+                                               show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
+) -> None:
+    """Run the local stack in the foreground with readable logs; Ctrl-C stops it cleanly."""
+    _configure_logging(verbose)
+    stack = LocalStack(workdir, db_url=db_url or os.environ.get("SUPABASE_DB_URL") or None)
+    t0 = time.perf_counter()
+
+    def ready(info: StackInfo) -> None:
+        logging.getLogger("appkit.local").info("ready in %.2f s (Ctrl-C to stop)", time.perf_counter() - t0)
+        print_info(info)
+
+    stack.serve(on_ready=ready, log_level="info" if verbose else "warning")
+    logging.getLogger("appkit.local").info("stopped")
+
+
+@app.command()
+@handle_errors
+def start(
+    workdir: WorkdirOption = None,
+    db_url: DbUrlOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.", min=1)] = 120,
+) -> None:
+    """Start the local stack in the background and return once it is ready."""
+    paths = resolve_workdir(workdir)
+    LocalStack(paths.workdir)  # validates config.toml before anything starts
+    if read_info(paths) is not None:
+        raise fail(f"the local stack is already running in {paths.workdir}; run `appkit stop` first")
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "appkit_cli", "dev", "--workdir", str(paths.workdir)]
+    env = dict(os.environ)
+    if db_url:
+        env["SUPABASE_DB_URL"] = db_url
+    else:
+        env.pop("SUPABASE_DB_URL", None)
+    with open(paths.log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True)
+    info = _wait_ready(paths, proc, timeout)
+    print_info(info)
+
+
+def _wait_ready(paths: StackPaths, proc: subprocess.Popen[bytes], timeout: float) -> StackInfo:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_info(paths)
+        if info is not None and info.pid == proc.pid:
+            return info
+        if proc.poll() is not None:
+            raise StackError(_last_error(paths.log_file) or f"the stack exited with status {proc.returncode}")
+        time.sleep(0.05)
+    stop_stack(paths)
+    raise StackError(f"the stack was not ready after {timeout:.0f}s (see {paths.log_file})")
+
+
+def _last_error(log_file: Path) -> str | None:
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines[-50:]):
+        if "error:" in line:
+            return line.split("error:", 1)[1].strip()
+    return None
+
+
+@app.command()
+@handle_errors
+def stop(
+    workdir: WorkdirOption = None,
+    no_backup: Annotated[bool, typer.Option("--no-backup", help="Delete the local data after stopping.")] = False,
+) -> None:
+    """Stop the local stack; its data is kept unless --no-backup."""
+    paths = resolve_workdir(workdir)
+    stopped = stop_stack(paths)
+    if no_backup:
+        remove_data(paths)
+    if stopped:
+        console.print("Stopped the local stack" + (" and deleted its data." if no_backup else "."))
+    elif no_backup:
+        console.print("The local stack was not running; deleted its data.")
+    else:
+        console.print("The local stack is not running.")
+
+
+@app.command()
+@handle_errors
+def status(
+    workdir: WorkdirOption = None,
+    output: Annotated[Output, typer.Option("--output", "-o", help="Output format.")] = Output.pretty,
+) -> None:
+    """Show the running stack's URLs and keys (the names `supabase status -o env` uses)."""
+    paths = resolve_workdir(workdir)
+    info = read_info(paths)
+    if info is None:
+        raise fail(f"the local stack is not running in {paths.workdir}; run `appkit start`")
+    print_info(info, output)
+
+
+def run() -> None:
+    app()
+

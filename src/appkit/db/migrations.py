@@ -1,0 +1,273 @@
+"""Apply ``supabase/migrations/<version>_<name>.sql`` files as the Supabase CLI does.
+
+Each file runs in its own transaction and is recorded in
+``supabase_migrations.schema_migrations (version, name, statements)`` exactly like the
+CLI, so ``appkit db`` and ``supabase db``/``supabase migration`` agree on what is
+applied. A session advisory lock serialises concurrent runners; after taking it the
+runner re-reads the history, so every file is applied once. A file whose statements
+differ from what was recorded when it was applied is reported as drift. A failing file
+is rolled back and the run stops with the file, line and Postgres error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from appkit.db.split import Statement, split_statements
+from appkit.errors import ConfigError, DatabaseError, MigrationDriftError, MigrationError
+
+MIGRATION_RE = re.compile(r"^(\d+)_(.*)\.sql$")
+#: pg_advisory_lock key shared by every appkit migration runner ("appkit:migrations").
+LOCK_KEY = 0x61707069_6D696772
+
+_HISTORY_DDL = """
+create schema if not exists supabase_migrations;
+create table if not exists supabase_migrations.schema_migrations (
+  version text not null primary key,
+  statements text[],
+  name text
+);
+create table if not exists supabase_migrations.seed_files (
+  path text not null primary key,
+  hash text not null
+);
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+    statements: tuple[Statement, ...]
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.statements]
+
+    @classmethod
+    def from_file(cls, path: Path) -> Migration:
+        m = MIGRATION_RE.match(path.name)
+        if not m:
+            raise ConfigError(f"{path}: migration file names must look like <version>_<name>.sql")
+        try:
+            sql = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from None
+        return cls(version=m.group(1), name=m.group(2), path=path, statements=tuple(split_statements(sql)))
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    version: str
+    name: str | None
+    statements: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    version: str
+    name: str
+    local: bool
+    applied: bool
+    drift: bool
+
+    @property
+    def state(self) -> str:
+        if self.drift:
+            return "drift"
+        if self.applied and not self.local:
+            return "remote only"
+        return "applied" if self.applied else "pending"
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    pending: list[Migration]
+    drifted: list[Migration]
+
+
+def discover_migrations(directory: Path) -> list[Migration]:
+    """The migration files in ``directory``, ordered by version (non-matching names skipped)."""
+    if not directory.exists():
+        return []
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: not a directory")
+    found: dict[str, Migration] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or not MIGRATION_RE.match(path.name):
+            continue
+        mig = Migration.from_file(path)
+        if mig.version in found:
+            raise ConfigError(
+                f"{path}: version {mig.version} is used by {found[mig.version].path.name} too"
+            )
+        found[mig.version] = mig
+    return sorted(found.values(), key=lambda m: (int(m.version), m.version))
+
+
+def _error_line(stmt: Statement, exc: psycopg.Error) -> int:
+    pos = exc.diag.statement_position
+    if pos and pos.isdigit():
+        return stmt.line + stmt.text.count("\n", 0, int(pos) - 1)
+    return stmt.line
+
+
+def _describe(exc: psycopg.Error) -> str:
+    msg = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+    return f"{exc.sqlstate}: {msg}" if exc.sqlstate else msg
+
+
+class MigrationRunner:
+    """Applies migrations and seeds to the database at ``conninfo`` (any Postgres URL)."""
+
+    def __init__(self, conninfo: str, *, connect_timeout: int = 10) -> None:
+        self.conninfo = conninfo
+        self.connect_timeout = connect_timeout
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        try:
+            conn = psycopg.connect(
+                self.conninfo, autocommit=True, connect_timeout=self.connect_timeout, prepare_threshold=None
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        with self._connect() as conn:
+            conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+    @staticmethod
+    def _history(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, AppliedMigration]:
+        exists = conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()
+        if not exists or exists[0] is None:
+            return {}
+        rows = conn.execute("select version, name, statements from supabase_migrations.schema_migrations").fetchall()
+        return {
+            str(v): AppliedMigration(str(v), None if n is None else str(n), None if s is None else tuple(s))  # type: ignore[call-overload]
+            for v, n, s in rows
+        }
+
+    @staticmethod
+    def _drifted(local: Migration, applied: AppliedMigration) -> bool:
+        return applied.statements is not None and list(applied.statements) != local.texts
+
+    def applied(self) -> dict[str, AppliedMigration]:
+        with self._connect() as conn:
+            return self._history(conn)
+
+    def status(self, migrations: Sequence[Migration]) -> list[MigrationStatus]:
+        history = self.applied()
+        local = {m.version: m for m in migrations}
+        out = [
+            MigrationStatus(
+                m.version, m.name, local=True, applied=m.version in history,
+                drift=m.version in history and self._drifted(m, history[m.version]),
+            )
+            for m in migrations
+        ]
+        out += [
+            MigrationStatus(v, a.name or "", local=False, applied=True, drift=False)
+            for v, a in history.items() if v not in local
+        ]
+        return sorted(out, key=lambda s: (int(s.version) if s.version.isdigit() else 0, s.version))
+
+    def plan(self, migrations: Sequence[Migration]) -> MigrationPlan:
+        history = self.applied()
+        return MigrationPlan(
+            pending=[m for m in migrations if m.version not in history],
+            drifted=[m for m in migrations if m.version in history and self._drifted(m, history[m.version])],
+        )
+
+    def apply(self, migrations: Sequence[Migration], *, allow_drift: bool = False) -> list[Migration]:
+        """Apply the pending ``migrations`` in order; return the ones applied by this call."""
+        done: list[Migration] = []
+        with self._locked() as conn:
+            conn.execute(_HISTORY_DDL)
+            history = self._history(conn)
+            drifted = [m for m in migrations if m.version in history and self._drifted(m, history[m.version])]
+            if drifted and not allow_drift:
+                names = ", ".join(m.path.name for m in drifted)
+                raise MigrationDriftError(
+                    f"applied migration(s) changed on disk: {names}; restore them, or add a new migration "
+                    "for the change",
+                    file=str(drifted[0].path),
+                    code="migration_drift",
+                )
+            for mig in migrations:
+                if mig.version in history:
+                    continue
+                self._apply_one(conn, mig)
+                done.append(mig)
+        return done
+
+    def _apply_one(self, conn: psycopg.Connection[tuple[object, ...]], mig: Migration) -> None:
+        stmt: Statement | None = None
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for stmt in mig.statements:
+                    cur.execute(stmt.text.encode())
+                cur.execute(
+                    "insert into supabase_migrations.schema_migrations (version, name, statements) "
+                    "values (%s, %s, %s)",
+                    (mig.version, mig.name, mig.texts),
+                )
+        except psycopg.Error as exc:
+            line = _error_line(stmt, exc) if stmt is not None else 1
+            raise MigrationError(
+                f"{mig.path.name}:{line}: {_describe(exc)} (the file was rolled back)",
+                file=str(mig.path), line=line, code=exc.sqlstate,
+                hint=exc.diag.message_hint,
+            ) from None
+
+    def seed(self, paths: Sequence[Path]) -> list[Path]:
+        """Run seed files, all in one transaction; record their hashes. Returns the files run."""
+        files: list[tuple[Path, str, list[Statement]]] = []
+        for p in paths:
+            try:
+                text = p.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{p}: cannot read seed file: {exc}") from None
+            files.append((p, hashlib.sha256(text.encode()).hexdigest(), split_statements(text)))
+        if not files:
+            return []
+        with self._locked() as conn:
+            conn.execute(_HISTORY_DDL)
+            current: tuple[Path, Statement | None] = (files[0][0], None)
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    for path, digest, statements in files:
+                        for st in statements:
+                            current = (path, st)
+                            cur.execute(st.text.encode())
+                        cur.execute(
+                            "insert into supabase_migrations.seed_files (path, hash) values (%s, %s) "
+                            "on conflict (path) do update set hash = excluded.hash",
+                            (path.name, digest),
+                        )
+            except psycopg.Error as exc:
+                path, st = current
+                line = _error_line(st, exc) if st is not None else 1
+                raise MigrationError(
+                    f"{path.name}:{line}: {_describe(exc)} (the seed was rolled back)",
+                    file=str(path), line=line, code=exc.sqlstate, hint=exc.diag.message_hint,
+                ) from None
+        return [f[0] for f in files]

@@ -1,0 +1,118 @@
+"""One exception hierarchy for every appkit service, the local stack and the CLI.
+
+Every error carries the server's ``code``, ``message`` and ``hint`` when there is one,
+so callers can branch on them without parsing strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppKitError(Exception):
+    """Base class of every error appkit raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        hint: str | None = None,
+        details: Any = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.hint = hint
+        self.details = details
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(AppKitError):
+    """A configuration file or setting is missing or malformed."""
+
+
+class AuthError(AppKitError):
+    """Authentication failed: bad credentials, bad or expired token."""
+
+
+class PermissionDenied(AppKitError):
+    """The caller is authenticated but row-level security or grants deny the action."""
+
+
+class NotFound(AppKitError):
+    """The resource does not exist or is hidden from the caller."""
+
+
+class Conflict(AppKitError):
+    """The action conflicts with existing state (unique key, already running, ...)."""
+
+
+class ValidationError(AppKitError):
+    """The input is malformed."""
+
+
+class RateLimited(AppKitError):
+    """The server asked the caller to slow down."""
+
+
+class ServiceUnavailable(AppKitError):
+    """The service cannot be reached or is not ready."""
+
+
+class Timeout(ServiceUnavailable):
+    """A call did not finish within its timeout."""
+
+
+class DatabaseError(AppKitError):
+    """Postgres reported an error (carries SQLSTATE in ``code``)."""
+
+
+class MigrationError(DatabaseError):
+    """A migration file failed to apply; it was rolled back.
+
+    ``file`` and ``line`` locate the failing statement.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        code: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, hint=hint)
+        self.file = file
+        self.line = line
+
+
+class MigrationDriftError(MigrationError):
+    """An already-applied migration file changed on disk."""
+
+
+class StackError(AppKitError):
+    """The local stack could not be started, stopped or reached."""
+
+
+__all__ = [
+    "AppKitError",
+    "AuthError",
+    "ConfigError",
+    "Conflict",
+    "DatabaseError",
+    "MigrationDriftError",
+    "MigrationError",
+    "NotFound",
+    "PermissionDenied",
+    "RateLimited",
+    "ServiceUnavailable",
+    "StackError",
+    "Timeout",
+    "ValidationError",
+]

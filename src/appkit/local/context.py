@@ -1,0 +1,75 @@
+"""What every local-stack service receives: config, keys, database access, data dir.
+
+A service package ``appkit.local.<name>`` exposes ``create_service(ctx) -> Service``;
+the gateway mounts ``service.app`` at the service's prefix (``/rest/v1``, ``/auth/v1``,
+``/storage/v1``, ``/realtime/v1``) and calls ``startup``/``shutdown`` around serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.types import ASGIApp
+
+from appkit.local.config import ProjectConfig
+from appkit.local.keys import JWTKeys
+
+
+class Service(Protocol):
+    name: str
+    app: ASGIApp
+
+    async def startup(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+@dataclass
+class StackContext:
+    project_dir: Path
+    config: ProjectConfig
+    keys: JWTKeys
+    #: superuser connection URL of the database (embedded or SUPABASE_DB_URL)
+    db_url: str
+    #: ``supabase/.appkit``: pgdata, storage files, logs, state
+    data_dir: Path
+    #: the gateway's public base URL, e.g. ``http://127.0.0.1:54321``
+    api_url: str
+    #: True when the database is the embedded server (role passwords are known)
+    embedded: bool = True
+    _pools: dict[str, AsyncConnectionPool] = field(default_factory=dict)
+
+    def conninfo(self, user: str | None = None) -> str:
+        """The database URL, logged in as ``user`` (a Supabase login role) when embedded.
+
+        Against an external database the configured URL is returned unchanged; services
+        then switch roles with ``set local role`` as PostgREST does.
+        """
+        if user is None or not self.embedded:
+            return self.db_url
+        parts = urlsplit(self.db_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=f"{user}:postgres@{host}"))
+
+    async def pool(
+        self, name: str, *, user: str | None = None, min_size: int = 1, max_size: int = 10,
+        **kwargs: Any,
+    ) -> AsyncConnectionPool:
+        """A named, shared async pool (opened on first use, closed by the gateway)."""
+        if name not in self._pools:
+            pool = AsyncConnectionPool(
+                self.conninfo(user), min_size=min_size, max_size=max_size, open=False,
+                kwargs={"autocommit": True, **kwargs}, name=f"appkit-{name}",
+            )
+            await pool.open(wait=True, timeout=30)
+            self._pools[name] = pool
+        return self._pools[name]
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()

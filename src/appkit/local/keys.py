@@ -1,0 +1,129 @@
+"""The stack's JWT keys: the project secret (HS256), optional asymmetric signing keys,
+and the anon / service_role API keys derived from them exactly as the Supabase CLI does.
+
+Verification checks the signature, ``exp``, the algorithm against an allow-list, and
+(when asked) the audience; ``alg: none`` and unknown ``kid`` values are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from appkit.errors import AuthError, ConfigError
+
+#: The Supabase CLI's demo keys expire at this instant (2032-11-02); we sign the same claims.
+DEMO_KEY_EXP = 1983812996
+ASYMMETRIC_ALGS = ("RS256", "ES256", "EdDSA")
+ALLOWED_ALGS = ("HS256", *ASYMMETRIC_ALGS)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    alg: str
+    jwk: jwt.PyJWK
+    public_jwk: dict[str, Any]
+
+
+@dataclass
+class JWTKeys:
+    secret: str
+    signing_keys: list[SigningKey] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, secret: str, signing_keys_path: Path | None = None) -> JWTKeys:
+        keys: list[SigningKey] = []
+        if signing_keys_path is not None:
+            keys = _load_jwks(signing_keys_path)
+        return cls(secret=secret, signing_keys=keys)
+
+    # -- API keys ------------------------------------------------------------
+    def _api_key(self, role: str) -> str:
+        claims = {"iss": "supabase-demo", "role": role, "exp": DEMO_KEY_EXP}
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    @property
+    def anon_key(self) -> str:
+        return self._api_key("anon")
+
+    @property
+    def service_role_key(self) -> str:
+        return self._api_key("service_role")
+
+    # -- signing ---------------------------------------------------------------
+    def sign(self, claims: dict[str, Any]) -> str:
+        """Sign with the first asymmetric key when configured, else HS256 with the secret."""
+        if self.signing_keys:
+            key = self.signing_keys[0]
+            return jwt.encode(claims, key.jwk.key, algorithm=key.alg, headers={"kid": key.kid})
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWKS (``/.well-known/jwks.json``); symmetric secrets are never listed."""
+        return {"keys": [k.public_jwk for k in self.signing_keys]}
+
+    # -- verification ------------------------------------------------------------
+    def verify(self, token: str, *, audience: str | list[str] | None = None) -> dict[str, Any]:
+        """Return the claims of a valid token or raise :class:`AuthError`.
+
+        ``code`` is one of ``bad_jwt`` (malformed, tampered, bad alg, unknown kid),
+        ``jwt_expired``, ``bad_audience``.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid JWT: {exc}", code="bad_jwt", status=401) from None
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGS:
+            raise AuthError(f"invalid JWT: algorithm {alg!r} is not allowed", code="bad_jwt", status=401)
+        key: Any
+        if alg == "HS256":
+            key = self.secret
+        else:
+            kid = header.get("kid")
+            match = next((k for k in self.signing_keys if k.kid == kid and k.alg == alg), None)
+            if match is None:
+                raise AuthError("invalid JWT: unknown signing key", code="bad_jwt", status=401)
+            key = match.jwk.key
+            if hasattr(key, "public_key"):
+                key = key.public_key()
+        options = {"require": ["exp"], "verify_aud": audience is not None}
+        try:
+            return jwt.decode(token, key, algorithms=[alg], audience=audience, options=options)  # type: ignore[arg-type]
+        except jwt.ExpiredSignatureError:
+            raise AuthError("JWT expired", code="jwt_expired", status=401) from None
+        except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError) as exc:
+            code = "bad_audience" if isinstance(exc, jwt.InvalidAudienceError) else "bad_jwt"
+            raise AuthError(f"invalid JWT: {exc}", code=code, status=401) from None
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid JWT: {exc}", code="bad_jwt", status=401) from None
+
+
+def _load_jwks(path: Path) -> list[SigningKey]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read signing keys: {exc}") from None
+    if isinstance(data, dict) and "keys" in data:
+        data = data["keys"]
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{path}: signing keys must be a non-empty JSON array of JWKs")
+    keys: list[SigningKey] = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or "kid" not in item or item.get("alg") not in ASYMMETRIC_ALGS:
+            raise ConfigError(f"{path}: key {i} needs a 'kid' and an 'alg' of {', '.join(ASYMMETRIC_ALGS)}")
+        try:
+            pyjwk = jwt.PyJWK(item)
+        except jwt.PyJWTError as exc:
+            raise ConfigError(f"{path}: key {i}: {exc}") from None
+        private = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+        public = {k: v for k, v in item.items() if k not in private}
+        public.setdefault("use", "sig")
+        public["key_ops"] = ["verify"]
+        keys.append(SigningKey(kid=str(item["kid"]), alg=str(item["alg"]), jwk=pyjwk, public_jwk=public))
+    return keys

@@ -1,0 +1,384 @@
+"""The local stack: embedded (or external) Postgres + Supabase's base schema + the
+project's migrations and seed + the HTTP gateway, in one foreground process.
+
+State lives in ``<workdir>/supabase/.appkit``: ``pgdata/``, ``storage/``, ``stack.lock``
+(an ``flock`` held while the stack runs — the kernel drops it when the process dies,
+so a crash never leaves a stale "running" marker), and ``stack.json`` (URLs and keys,
+written atomically once the stack is ready).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from appkit.db.migrations import MigrationRunner, discover_migrations
+from appkit.errors import ConfigError, StackError
+from appkit.local.base_schema import EXTENSIONS_DIR, apply_base_schema
+from appkit.local.config import ProjectConfig, load_config
+from appkit.local.context import StackContext
+from appkit.local.keys import JWTKeys
+from appkit.local.postgres import EmbeddedPostgres, port_in_use
+
+log = logging.getLogger("appkit.local")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write via temp file + fsync + rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    workdir: Path
+
+    @property
+    def supabase_dir(self) -> Path:
+        return self.workdir / "supabase"
+
+    @property
+    def config_file(self) -> Path:
+        return self.supabase_dir / "config.toml"
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self.supabase_dir / "migrations"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.supabase_dir / ".appkit"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "stack.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir / "stack.lock"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "stack.log"
+
+
+def resolve_workdir(workdir: Path | str | None) -> StackPaths:
+    path = Path(workdir) if workdir is not None else Path.cwd()
+    if not path.exists():
+        raise ConfigError(f"workdir {path} does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"workdir {path} is not a directory")
+    return StackPaths(path.resolve())
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What ``appkit status`` shows; the names match ``supabase status -o env``."""
+
+    pid: int
+    api_url: str
+    db_url: str
+    anon_key: str
+    service_role_key: str
+    jwt_secret: str
+    embedded: bool
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "API_URL": self.api_url,
+            "DB_URL": self.db_url,
+            "ANON_KEY": self.anon_key,
+            "SERVICE_ROLE_KEY": self.service_role_key,
+            "JWT_SECRET": self.jwt_secret,
+        }
+
+
+def _lock_holder(paths: StackPaths) -> int | None:
+    """The pid holding the stack lock, or None when no stack runs in this workdir."""
+    if not paths.lock_file.exists():
+        return None
+    with open(paths.lock_file, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            text = f.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return None
+
+
+def read_info(paths: StackPaths) -> StackInfo | None:
+    """The running stack's info, or None (a state file left by a crash is ignored)."""
+    pid = _lock_holder(paths)
+    if pid is None:
+        return None
+    try:
+        data = json.loads(paths.state_file.read_text())
+        return StackInfo(**data)
+    except (OSError, ValueError, TypeError):
+        return None  # starting up: locked, not yet ready
+
+
+def is_running(paths: StackPaths) -> bool:
+    return _lock_holder(paths) is not None
+
+
+@contextlib.contextmanager
+def _hold_lock(paths: StackPaths) -> Iterator[None]:
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise StackError(
+                f"the local stack is already running in {paths.workdir} (pid {holder or '?'}); "
+                "run `appkit stop` first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        paths.state_file.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+class LocalStack:
+    """Runs the stack for a workdir. ``serve()`` blocks until SIGINT/SIGTERM."""
+
+    def __init__(
+        self,
+        workdir: Path | str | None = None,
+        *,
+        db_url: str | None = None,
+        api_port: int | None = None,
+        db_port: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.paths = resolve_workdir(workdir)
+        self.config: ProjectConfig = load_config(self.paths.config_file)
+        self.external_db_url = db_url
+        self.api_port = api_port or self.config.api.port
+        self.db_port = db_port or self.config.db.port
+        self.host = host
+        secret_path = self.config.auth.signing_keys_path
+        self.keys = JWTKeys.load(
+            self.config.auth.jwt_secret,
+            (self.paths.supabase_dir / secret_path) if secret_path else None,
+        )
+        self.postgres: EmbeddedPostgres | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    def _check_ports(self) -> None:
+        if port_in_use(self.api_port, self.host):
+            raise StackError(f"port {self.api_port} is already in use (set [api] port in supabase/config.toml)")
+        if self.external_db_url is None and port_in_use(self.db_port):
+            raise StackError(f"port {self.db_port} is already in use (set [db] port in supabase/config.toml)")
+
+    def start_database(self) -> tuple[str, bool]:
+        """Start (or reach) the database; returns its URL and whether it was just created."""
+        if self.external_db_url is not None:
+            try:
+                with psycopg.connect(self.external_db_url, connect_timeout=10):
+                    pass
+            except psycopg.Error as exc:
+                raise StackError(f"cannot connect to SUPABASE_DB_URL: {str(exc).strip().splitlines()[0]}") from None
+            return self.external_db_url, False
+        self.postgres = EmbeddedPostgres(self.paths.pgdata, self.db_port, extension_dir=EXTENSIONS_DIR)
+        fresh = self.postgres.init()
+        self.postgres.start()
+        return self.postgres.url, fresh
+
+    def stop_database(self) -> None:
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+
+    def prepare_database(self, db_url: str) -> None:
+        """Base schema, then the project's migrations; the seed when none ran yet."""
+        t0 = time.perf_counter()
+        if apply_base_schema(db_url):
+            log.info("base schema applied in %.0f ms", (time.perf_counter() - t0) * 1000)
+        runner = MigrationRunner(db_url)
+        migrations = discover_migrations(self.paths.migrations_dir) if self.config.db.migrations.enabled else []
+        plan = runner.plan(migrations)
+        if plan.drifted:
+            log.warning(
+                "applied migrations changed on disk (run `appkit db status`): %s",
+                ", ".join(m.path.name for m in plan.drifted),
+            )
+        for mig in runner.apply(migrations, allow_drift=True):
+            log.info("applied migration %s", mig.path.name)
+        if self.config.db.seed.enabled and not self._seeded(db_url):
+            seeds = self.seed_files()
+            for path in runner.seed(seeds):
+                log.info("seeded %s", path.name)
+
+    def seed_files(self) -> list[Path]:
+        out: list[Path] = []
+        for pattern in self.config.db.seed.sql_paths:
+            base = self.paths.supabase_dir
+            out += sorted(p for p in base.glob(pattern.removeprefix("./")) if p.is_file())
+        return out
+
+    @staticmethod
+    def _seeded(db_url: str) -> bool:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            row = conn.execute(
+                "select to_regclass('supabase_migrations.seed_files') is not null "
+                "and exists (select 1 from supabase_migrations.seed_files)"
+            ).fetchone()
+            return bool(row and row[0])
+
+    def context(self, db_url: str) -> StackContext:
+        return StackContext(
+            project_dir=self.paths.workdir, config=self.config, keys=self.keys, db_url=db_url,
+            data_dir=self.paths.data_dir, api_url=self.api_url, embedded=self.external_db_url is None,
+        )
+
+    def info(self, db_url: str) -> StackInfo:
+        return StackInfo(
+            pid=os.getpid(), api_url=self.api_url, db_url=db_url, anon_key=self.keys.anon_key,
+            service_role_key=self.keys.service_role_key, jwt_secret=self.keys.secret,
+            embedded=self.external_db_url is None,
+        )
+
+    def serve(self, *, on_ready: Callable[[StackInfo], Any] | None = None, log_level: str = "warning") -> None:
+        """Run in the foreground until SIGINT/SIGTERM; always stops Postgres on the way out."""
+        import uvicorn
+
+        from appkit.local.gateway import build_app
+
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            with _hold_lock(self.paths):
+                self._check_ports()
+                try:
+                    db_url, _ = self.start_database()
+                    self.prepare_database(db_url)
+                    info = self.info(db_url)
+                    app = build_app(self.context(db_url))
+                    config = uvicorn.Config(
+                        app, host=self.host, port=self.api_port, log_level=log_level, lifespan="on",
+                        ws="websockets-sansio", timeout_graceful_shutdown=5, access_log=log_level == "info",
+                    )
+                    server = uvicorn.Server(config)
+
+                    async def main() -> None:
+                        task = asyncio.create_task(server.serve())
+                        while not server.started and not task.done():
+                            await asyncio.sleep(0.005)
+                        if server.started:
+                            write_atomic(self.paths.state_file, json.dumps(info.__dict__).encode())
+                            if on_ready is not None:
+                                on_ready(info)
+                        await task
+
+                    asyncio.run(main())
+                    if not server.started:
+                        raise StackError(f"the API server could not listen on {self.host}:{self.api_port}")
+                finally:
+                    self.stop_database()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def reset_database(paths: StackPaths, *, db_port: int | None = None) -> str:
+    """Recreate the local ``postgres`` database and re-apply base schema, migrations, seed.
+
+    Works whether or not the stack is running (when it is not, Postgres is started for the
+    duration). Returns the database URL.
+    """
+    info = read_info(paths)
+    stack = LocalStack(paths.workdir, db_port=db_port)
+    started_here = False
+    if info is not None:
+        if not info.embedded:
+            raise StackError("reset only works on the embedded local database")
+        db_url = info.db_url
+    else:
+        if is_running(paths):
+            raise StackError("the local stack is starting; try again once it is ready")
+        db_url, _ = stack.start_database()
+        started_here = True
+    try:
+        admin = db_url.rsplit("/", 1)[0] + "/template1"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("drop database if exists postgres with (force)")
+            conn.execute("create database postgres")
+        stack.prepare_database(db_url)
+    except psycopg.Error as exc:
+        raise StackError(f"reset failed: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        if started_here:
+            stack.stop_database()
+    return db_url
+
+
+def remove_data(paths: StackPaths) -> None:
+    """Delete the stack's data (``stop --no-backup``); refuses while it runs."""
+    if is_running(paths):
+        raise StackError("the local stack is running; stop it first")
+    shutil.rmtree(paths.data_dir, ignore_errors=True)
+
+
+def stop_stack(paths: StackPaths, *, timeout: float = 30) -> bool:
+    """Stop the stack running in ``paths``; False when none was running."""
+    pid = _lock_holder(paths)
+    if pid is None:
+        paths.state_file.unlink(missing_ok=True)
+        return False
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _lock_holder(paths) is None:
+            return True
+        time.sleep(0.05)
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    EmbeddedPostgres(paths.pgdata, 0).recover_stale()
+    return True
