@@ -10,7 +10,14 @@ import typer
 from rich.table import Table
 
 from appkit.db.migrations import MigrationRunner, discover_migrations
-from appkit.local.stack import LocalStack, StackPaths, read_info, reset_database, resolve_workdir, write_atomic
+from appkit.local.stack import (
+    LocalStack,
+    StackPaths,
+    read_info,
+    reset_database,
+    resolve_workdir,
+    write_atomic,
+)
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, fail, handle_errors
 
 db_app = typer.Typer(help="Database migrations: migrate, status, reset, new.", no_args_is_help=True)

@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +42,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     pretty = "pretty"
     env = "env"
     json = "json"

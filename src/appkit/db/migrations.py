@@ -161,10 +161,11 @@ class MigrationRunner:
         if not exists or exists[0] is None:
             return {}
         rows = conn.execute("select version, name, statements from supabase_migrations.schema_migrations").fetchall()
-        return {
-            str(v): AppliedMigration(str(v), None if n is None else str(n), None if s is None else tuple(s))  # type: ignore[call-overload]
-            for v, n, s in rows
-        }
+        out: dict[str, AppliedMigration] = {}
+        for v, n, s in rows:
+            stmts = tuple(str(x) for x in s) if isinstance(s, list) else None
+            out[str(v)] = AppliedMigration(str(v), None if n is None else str(n), stmts)
+        return out
 
     @staticmethod
     def _drifted(local: Migration, applied: AppliedMigration) -> bool:
@@ -251,12 +252,13 @@ class MigrationRunner:
             return []
         with self._locked() as conn:
             conn.execute(_HISTORY_DDL)
-            current: tuple[Path, Statement | None] = (files[0][0], None)
+            current_path: Path = files[0][0]
+            current_stmt: Statement | None = None
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     for path, digest, statements in files:
                         for st in statements:
-                            current = (path, st)
+                            current_path, current_stmt = path, st
                             cur.execute(st.text.encode())
                         cur.execute(
                             "insert into supabase_migrations.seed_files (path, hash) values (%s, %s) "
@@ -264,10 +266,9 @@ class MigrationRunner:
                             (path.name, digest),
                         )
             except psycopg.Error as exc:
-                path, st = current
-                line = _error_line(st, exc) if st is not None else 1
+                line = _error_line(current_stmt, exc) if current_stmt is not None else 1
                 raise MigrationError(
-                    f"{path.name}:{line}: {_describe(exc)} (the seed was rolled back)",
-                    file=str(path), line=line, code=exc.sqlstate, hint=exc.diag.message_hint,
+                    f"{current_path.name}:{line}: {_describe(exc)} (the seed was rolled back)",
+                    file=str(current_path), line=line, code=exc.sqlstate, hint=exc.diag.message_hint,
                 ) from None
         return [f[0] for f in files]

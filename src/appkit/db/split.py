@@ -75,9 +75,7 @@ def _scan(sql: str, i: int, *, stop_at_paren: bool = False, stop_at_end: bool = 
             i += 2
         elif c == "(":
             i = _scan(sql, i + 1, stop_at_paren=True) + 1
-        elif c == ")" and stop_at_paren:
-            return i
-        elif c == ";" and not (stop_at_paren or stop_at_end):
+        elif (c == ")" and stop_at_paren) or (c == ";" and not (stop_at_paren or stop_at_end)):
             return i
         elif c in "bB" and not stop_at_paren:
             m = _ATOMIC_RE.match(sql, i)

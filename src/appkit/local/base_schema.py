@@ -60,7 +60,7 @@ def apply_base_schema(conninfo: str, *, force: bool = False) -> bool:
             try:
                 with conn.transaction():
                     conn.execute("select pg_advisory_xact_lock(hashtext('appkit:base_schema'))")
-                    for name, text in schema_files():
+                    for name, text in schema_files():  # noqa: B007 - name reported on failure
                         conn.execute(text.encode())
                     conn.execute(
                         "create schema if not exists _appkit;"
