@@ -209,6 +209,9 @@ class LocalStack:
         return f"http://{self.host}:{self.api_port}"
 
     def _check_ports(self) -> None:
+        if self.external_db_url is None:
+            # a postgres orphaned by a crashed stack still holds the db port: stop it first
+            EmbeddedPostgres(self.paths.pgdata, self.db_port).recover_stale()
         if port_in_use(self.api_port, self.host):
             raise StackError(f"port {self.api_port} is already in use (set [api] port in supabase/config.toml)")
         if self.external_db_url is None and port_in_use(self.db_port):
