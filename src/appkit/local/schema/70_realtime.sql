@@ -1,0 +1,60 @@
+-- appkit's realtime service: the pieces it needs on top of Supabase's realtime schema.
+-- Idempotent: every statement may run again on an existing database.
+
+-- Database-originated broadcasts (realtime.send / realtime.broadcast_changes) are rows
+-- in realtime.messages; the service reads them from the same logical-decoding stream as
+-- postgres_changes, through this publication of its own (supabase_realtime stays the
+-- user's publication, exactly as on Supabase).
+do $$
+begin
+  if not exists (select 1 from pg_publication where pubname = 'appkit_realtime_messages') then
+    create publication appkit_realtime_messages for table realtime.messages with (publish = 'insert');
+  end if;
+end
+$$;
+
+-- A new broadcast row wakes the service's decoder at once instead of at its next poll.
+create or replace function realtime.appkit_wake() returns trigger language plpgsql as $$
+begin
+  perform pg_notify('appkit_realtime_wake', '');
+  return null;
+end
+$$;
+create or replace trigger appkit_realtime_wake
+  after insert on realtime.messages for each statement execute function realtime.appkit_wake();
+
+-- Which of the given JWT claim sets may SELECT the row of `rel` whose primary key is
+-- (pk_cols) = (pk_vals): evaluated as each subscriber's role with request.jwt.claims set,
+-- so the table's RLS policies decide (as Supabase Realtime does). One call per change.
+create or replace function realtime.appkit_visible_to(
+  rel regclass, pk_cols text[], pk_types regtype[], pk_vals text[], claims jsonb[]
+) returns boolean[] language plpgsql as $$
+declare
+  result boolean[] := '{}';
+  cond text;
+  c jsonb;
+  ok boolean;
+begin
+  select string_agg(format('%I = %L::%s', pk_cols[i], pk_vals[i], pk_types[i]), ' and ')
+    into cond from generate_subscripts(pk_cols, 1) as i;
+  if cond is null then
+    cond := 'false';
+  end if;
+  foreach c in array claims loop
+    begin
+      perform set_config('role', coalesce(c ->> 'role', 'anon'), true);
+      perform set_config('request.jwt.claims', c::text, true);
+      perform set_config('request.jwt.claim.sub', coalesce(c ->> 'sub', ''), true);
+      perform set_config('request.jwt.claim.role', coalesce(c ->> 'role', ''), true);
+      perform set_config('request.jwt.claim.email', coalesce(c ->> 'email', ''), true);
+      execute format('select exists (select 1 from %s where %s)', rel, cond) into ok;
+    exception when others then
+      ok := false;
+    end;
+    result := result || coalesce(ok, false);
+  end loop;
+  perform set_config('role', 'none', true);
+  return result;
+end
+$$;
+revoke all on function realtime.appkit_visible_to(regclass, text[], regtype[], text[], jsonb[]) from public;
