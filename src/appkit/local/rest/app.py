@@ -1,0 +1,874 @@
+"""The /rest/v1 ASGI app: PostgREST's HTTP API over the schema cache and a pool of
+``authenticator`` connections. One request = one transaction running as the JWT's role."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from starlette.types import Receive, Scope, Send
+
+from appkit.errors import AuthError
+from appkit.local.context import StackContext
+from appkit.local.rest import openapi
+from appkit.local.rest.builder import (
+    Params,
+    ReadBuilder,
+    Source,
+    check_paths,
+    ident,
+    qualified,
+    table_source,
+    type_sql,
+)
+from appkit.local.rest.errors import ApiError, column_not_found, from_pg, parse_error, table_not_found
+from appkit.local.rest.parser import (
+    Field,
+    Filter,
+    NodeQuery,
+    Prefer,
+    SelectField,
+    SelectItem,
+    SelectStar,
+    parse_field,
+    parse_int,
+    parse_list,
+    parse_logic,
+    parse_operation,
+    parse_order,
+    parse_prefer,
+    parse_range,
+    parse_select,
+    query_pairs,
+    split_path,
+)
+from appkit.local.rest.schema import Column, Function, SchemaCache, SchemaWatcher, Table
+
+log = logging.getLogger("appkit.local.rest")
+
+JSON_CT = b"application/json; charset=utf-8"
+SETUP_SQL = (
+    "select set_config('search_path', %(sp)s, true), set_config('role', %(role)s, true), "
+    "set_config('request.jwt.claims', %(claims)s, true), set_config('request.method', %(method)s, true), "
+    "set_config('request.path', %(path)s, true), set_config('request.headers', %(headers)s, true), "
+    "set_config('request.cookies', %(cookies)s, true), set_config('transaction_read_only', %(ro)s, true)"
+)
+MAX_BODY = 100 * 1024 * 1024
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: bytes
+    headers: dict[str, str]
+    prefer_raw: list[str]
+    body: bytes = b""
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: bytes | None = JSON_CT
+
+
+@dataclass
+class Caller:
+    role: str
+    claims_json: str
+    anon: bool
+
+
+@dataclass
+class Plan:
+    """Parsed query string for a table or function."""
+
+    select: list[SelectItem]
+    queries: dict[tuple[str, ...], NodeQuery]
+    columns: list[str] | None = None
+    on_conflict: list[str] | None = None
+    args: dict[str, str] = field(default_factory=dict)
+    has_limit: bool = False
+
+
+def _error_response(err: ApiError) -> Response:
+    return Response(err.status, err.body(), dict(err.headers))
+
+
+class RestApp:
+    def __init__(self, ctx: StackContext) -> None:
+        self.ctx = ctx
+        api = ctx.config.api
+        self.schemas = list(api.schemas)
+        self.extra_search_path = list(api.extra_search_path)
+        self.max_rows = api.max_rows
+        self.anon_role = "anon"
+        self.pool: AsyncConnectionPool | None = None
+        self.watcher = SchemaWatcher(ctx.conninfo("authenticator"), self.schemas)
+        self._jwt_cache: OrderedDict[str, tuple[dict[str, Any], float, str]] = OrderedDict()
+
+    async def startup(self) -> None:
+        self.pool = await self.ctx.pool(
+            "rest", user="authenticator", min_size=2, max_size=10, prepare_threshold=1,
+        )
+        await self.watcher.start()
+
+    async def shutdown(self) -> None:
+        await self.watcher.stop()
+
+    # -- ASGI ------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        headers: dict[str, str] = {}
+        prefer: list[str] = []
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            val = v.decode("latin-1")
+            if name == "prefer":
+                prefer.append(val)
+            if name in headers:
+                headers[name] += ", " + val
+            else:
+                headers[name] = val
+        method = scope["method"]
+        req = Request(method, path or "/", scope.get("query_string", b""), headers, prefer)
+        resp: Response
+        try:
+            req.body = await self._read_body(receive, headers)
+            resp = await self.handle(req)
+        except ApiError as err:
+            resp = _error_response(err)
+        except Exception:  # a bug must still answer in PostgREST's shape
+            log.exception("rest: unexpected error on %s %s", method, path)
+            resp = _error_response(ApiError(500, "PGRST000", "Internal server error"))
+        out_headers: list[tuple[bytes, bytes]] = []
+        if resp.content_type is not None and (resp.body or resp.status not in (204, 304)):
+            out_headers.append((b"content-type", resp.content_type))
+        for k, v in resp.headers.items():
+            out_headers.append((k.encode("latin-1"), v.encode("latin-1", "replace")))
+        body = b"" if method == "HEAD" else resp.body
+        out_headers.append((b"content-length", str(len(body) if method != "HEAD" else len(resp.body)).encode()))
+        await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            raise ApiError(413, "PGRST413", "Payload Too Large",
+                           details=f"The request body is larger than {MAX_BODY} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                break
+            chunk = msg.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ApiError(413, "PGRST413", "Payload Too Large",
+                                   details=f"The request body is larger than {MAX_BODY} bytes")
+                chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    # -- auth ---------------------------------------------------------------------------------------
+    def authenticate(self, req: Request) -> Caller:
+        auth = req.headers.get("authorization", "")
+        token: str | None = None
+        if auth:
+            scheme, _, cred = auth.partition(" ")
+            if scheme.lower() != "bearer" or not cred.strip():
+                raise ApiError(401, "PGRST301", "Invalid Authorization header: expected 'Bearer <JWT>'",
+                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            token = cred.strip()
+        else:
+            token = req.headers.get("apikey")
+            if token is None:
+                for k, v in query_pairs(req.query):
+                    if k == "apikey":
+                        token = v
+        if not token:
+            raise ApiError(401, "PGRST302", "No API key found in request",
+                           hint="No `apikey` request header or url param was found.",
+                           headers={"WWW-Authenticate": "Bearer"})
+        now = time.time()
+        cached = self._jwt_cache.get(token)
+        if cached is not None and cached[1] > now:
+            claims, _, claims_json = cached
+        else:
+            try:
+                claims = self.ctx.keys.verify(token)
+            except AuthError as exc:
+                expired = exc.code == "jwt_expired"
+                msg = "JWT expired" if expired else str(exc)
+                raise ApiError(
+                    401, "PGRST303" if expired else "PGRST301", msg,
+                    headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{msg}"'},
+                ) from None
+            claims_json = json.dumps(claims, separators=(",", ":"))
+            exp = claims.get("exp")
+            if isinstance(exp, (int, float)):
+                self._jwt_cache[token] = (claims, float(exp), claims_json)
+                if len(self._jwt_cache) > 1024:
+                    self._jwt_cache.popitem(last=False)
+        role = claims.get("role") or self.anon_role
+        if not isinstance(role, str):
+            raise ApiError(401, "PGRST303", "JWT claim 'role' must be a string")
+        return Caller(role, claims_json, role == self.anon_role)
+
+    # -- dispatch -------------------------------------------------------------------------------------
+    async def handle(self, req: Request) -> Response:
+        if req.method == "OPTIONS":
+            return Response(200, b"", {"Allow": "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"}, None)
+        caller = self.authenticate(req)
+        cache = self.watcher.cache
+        if cache is None:
+            raise ApiError(503, "PGRST002", "Could not query the database for the schema cache. Retrying.",
+                           details=self.watcher.last_error)
+        schema = self._schema(req)
+        parts = [p for p in req.path.split("/") if p != ""]
+        if not parts:
+            if req.method not in ("GET", "HEAD"):
+                raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+            doc = openapi.document(cache, schema, self.ctx.api_url)
+            return Response(200, doc, {}, b"application/openapi+json; charset=utf-8")
+        if len(parts) == 2 and parts[0] == "rpc":
+            return await self.rpc(req, caller, cache, schema, parts[1])
+        if len(parts) != 1:
+            raise ApiError(404, "PGRST125", "Invalid path specified in request URL")
+        table = cache.tables.get((schema, parts[0]))
+        if table is None:
+            raise table_not_found(schema, parts[0])
+        if req.method in ("GET", "HEAD"):
+            return await self.read(req, caller, cache, schema, table_source(table))
+        if req.method == "POST":
+            return await self.insert(req, caller, cache, schema, table, upsert_put=False)
+        if req.method == "PUT":
+            return await self.insert(req, caller, cache, schema, table, upsert_put=True)
+        if req.method == "PATCH":
+            return await self.update(req, caller, cache, schema, table)
+        if req.method == "DELETE":
+            return await self.delete(req, caller, cache, schema, table)
+        raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+
+    def _schema(self, req: Request) -> str:
+        key = "accept-profile" if req.method in ("GET", "HEAD") else "content-profile"
+        profile = req.headers.get(key)
+        if profile is None:
+            return self.schemas[0]
+        if profile not in self.schemas:
+            raise ApiError(406, "PGRST106", f"Invalid schema: {profile}",
+                           hint=f"Only the following schemas are exposed: {', '.join(self.schemas)}")
+        return profile
+
+    # -- query string ---------------------------------------------------------------------------------
+    def parse_plan(self, req: Request, arg_names: set[str] | None = None) -> Plan:
+        select_text: str | None = None
+        queries: dict[tuple[str, ...], NodeQuery] = {}
+        plan = Plan([SelectStar()], queries)
+        for key, value in query_pairs(req.query):
+            if key == "apikey":
+                continue
+            if arg_names is not None and key in arg_names:
+                plan.args[key] = value
+                continue
+            if key == "select":
+                select_text = value
+                continue
+            if key == "columns":
+                plan.columns = parse_list("(" + value + ")", "columns")
+                continue
+            if key == "on_conflict":
+                plan.on_conflict = parse_list("(" + value + ")", "on_conflict")
+                continue
+            path, last = split_path(key)
+            negate = False
+            if path and path[-1] == "not" and last in ("or", "and"):
+                path = path[:-1]
+                negate = True
+            tpath = tuple(_unquote(p) for p in path)
+            node = queries.setdefault(tpath, NodeQuery())
+            if last in ("or", "and"):
+                node.filters.append(parse_logic(last, value, negate))
+            elif last == "order":
+                node.order = parse_order(value)
+            elif last == "limit":
+                node.limit = parse_int(value, "limit")
+                plan.has_limit = True
+            elif last == "offset":
+                node.offset = parse_int(value, "offset")
+            else:
+                f = parse_field(last)
+                node.filters.append(parse_operation(f, value, "filter"))
+        if select_text is not None:
+            plan.select = parse_select(select_text)
+        return plan
+
+    # -- execution --------------------------------------------------------------------------------------
+    async def execute(
+        self, req: Request, caller: Caller, schema: str, sql_text: str, params: dict[str, Any], *,
+        read_only: bool, rollback: bool = False, check: Any = None, fetch: bool = True,
+    ) -> tuple[tuple[Any, ...] | None, int]:
+        assert self.pool is not None
+        search_path = ", ".join(ident(s).replace("%%", "%") for s in [schema, *self.extra_search_path])
+        setup = {
+            "sp": search_path, "role": caller.role, "claims": caller.claims_json, "method": req.method,
+            "path": req.path, "headers": json.dumps(req.headers, separators=(",", ":")),
+            "cookies": "{}", "ro": "on" if read_only else "off",
+        }
+        try:
+            async with self.pool.connection() as conn, conn.transaction(force_rollback=rollback):
+                await conn.execute(SETUP_SQL, setup)
+                cur = conn.cursor(binary=True)
+                await cur.execute(sql_text, params)
+                row = await cur.fetchone() if fetch and cur.description else None
+                count = cur.rowcount
+                if check is not None:
+                    check(row, count)
+                return row, count
+        except psycopg.Error as exc:
+            raise from_pg(exc, anon=caller.anon) from None
+
+    # -- reads ------------------------------------------------------------------------------------------
+    def _accept(self, req: Request, *, allow_openapi: bool = False) -> tuple[str, bool]:
+        """-> (kind, strip_nulls) where kind is json | object | csv."""
+        accept = req.headers.get("accept", "")
+        if not accept:
+            return "json", False
+        for part in accept.split(","):
+            mt, _, params = part.strip().partition(";")
+            mt = mt.strip().lower()
+            strip = "nulls=stripped" in params.replace(" ", "")
+            if mt in ("application/json", "*/*", "application/*", "application/vnd.pgrst.array+json"):
+                return "json", strip
+            if mt == "application/vnd.pgrst.object+json":
+                return "object", strip
+            if mt == "text/csv":
+                return "csv", False
+            if mt == "application/openapi+json" and allow_openapi:
+                return "json", False
+        raise ApiError(406, "PGRST107", f"None of these media types are available: {accept}")
+
+    def _body_sql(self, kind: str, strip: bool, names: list[str]) -> str:
+        if kind == "csv":
+            header = ",".join(_csv_quote(n) for n in names).replace("%", "%%")
+            lit = "'" + header.replace("'", "''") + "'"
+            return (
+                f"convert_to({lit} || chr(10) || coalesce(string_agg(substring(pgrst_t::text, 2, "
+                "length(pgrst_t::text) - 2), chr(10)), ''), 'UTF8')"
+            )
+        agg = "coalesce(json_agg(pgrst_t), '[]'::json)"
+        if strip:
+            agg = f"json_strip_nulls({agg})"
+        return f"convert_to({agg}::text, 'UTF8')"
+
+    def _limits(self, req: Request, plan: Plan) -> tuple[int | None, int]:
+        root = plan.queries.get((), NodeQuery())
+        offset = root.offset or 0
+        limit = root.limit
+        rng = req.headers.get("range")
+        if rng and req.method in ("GET", "HEAD") and root.limit is None and root.offset is None:
+            parsed = parse_range(rng)
+            if parsed is not None:
+                offset = parsed[0]
+                limit = None if parsed[1] is None else parsed[1] - parsed[0] + 1
+        if self.max_rows is not None:
+            limit = self.max_rows if limit is None else min(limit, self.max_rows)
+        return limit, offset
+
+    async def read(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, source: Source,
+                   plan: Plan | None = None) -> Response:
+        plan = plan or self.parse_plan(req)
+        prefer = self._prefer(req)
+        kind, strip = self._accept(req)
+        params = Params()
+        rb = ReadBuilder(cache, params, plan.queries)
+        built = rb.build(source, plan.select, (), "t0")
+        check_paths(rb)
+        limit, offset = self._limits(req, plan)
+        selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
+        where = (" WHERE " + " AND ".join(built.where)) if built.where else ""
+        joins = " ".join(built.joins)
+        inner = f"SELECT {selects} FROM {source.from_clause('t0')} {joins}{where}"
+        if built.order:
+            inner += " ORDER BY " + ", ".join(built.order)
+        if limit is not None:
+            inner += f" LIMIT {params.add(limit)}"
+        if offset:
+            inner += f" OFFSET {params.add(offset)}"
+        count_sql = "NULL::bigint"
+        count_from = f"{source.from_clause('t0')} {joins if built.where_uses_joins else ''}{where}"
+        if prefer.count == "exact":
+            count_sql = f"(SELECT pg_catalog.count(*) FROM {count_from})"
+        elif prefer.count == "estimated" and self.max_rows is not None:
+            count_sql = (f"(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {count_from} "
+                         f"LIMIT {params.add(self.max_rows + 1)}) pgrst_c)")
+        body_sql = self._body_sql(kind, strip, [n for _, n in built.selects])
+        sql_text = (f"SELECT {count_sql} AS total, pg_catalog.count(*) AS page_total, {body_sql} AS body "
+                    f"FROM ({inner}) AS pgrst_t")
+
+        def check(row: tuple[Any, ...] | None, _: int) -> None:
+            if kind == "object" and row is not None and row[1] != 1:
+                raise _singular_error(int(row[1]))
+
+        row, _ = await self.execute(req, caller, schema, sql_text, params.values, read_only=True, check=check,
+                                    rollback=prefer.tx == "rollback")
+        assert row is not None
+        total: int | None = None if row[0] is None else int(row[0])
+        page = int(row[1])
+        body: bytes = row[2]
+        if prefer.count in ("planned", "estimated") and (total is None or (
+                prefer.count == "estimated" and self.max_rows is not None and total > self.max_rows)):
+            total = await self._planned_count(req, caller, schema, f"SELECT 1 FROM {count_from}", params.values)
+        if kind == "object":
+            body = body.strip()[1:-1].strip()
+        headers: dict[str, str] = {}
+        status = 200
+        if total is not None and offset > 0 and offset >= total and page == 0 and total > 0:
+            raise ApiError(416, "PGRST103", "Requested range not satisfiable",
+                           details=f"An offset of {offset} was requested, but there are only {total} rows.",
+                           headers={"Content-Range": f"*/{total}"})
+        total_s = "*" if total is None else str(total)
+        headers["Content-Range"] = f"{offset}-{offset + page - 1}/{total_s}" if page else f"*/{total_s}"
+        if total is not None and page < total and (offset > 0 or page < total) and kind != "object":
+            status = 206 if page < total else 200
+        if prefer.count:
+            headers["Preference-Applied"] = prefer.applied()
+        ct = {"json": JSON_CT, "object": b"application/vnd.pgrst.object+json; charset=utf-8",
+              "csv": b"text/csv; charset=utf-8"}[kind]
+        if strip and kind != "csv":
+            ct = ct.replace(b"; charset", b"; nulls=stripped; charset")
+        return Response(status, body, headers, ct)
+
+    async def _planned_count(self, req: Request, caller: Caller, schema: str, query: str,
+                             params: dict[str, Any]) -> int | None:
+        row, _ = await self.execute(req, caller, schema, f"EXPLAIN (FORMAT JSON) {query}", params,
+                                    read_only=True)
+        if row is None:
+            return None
+        plan = row[0]
+        if isinstance(plan, (bytes, str)):
+            plan = json.loads(plan)
+        try:
+            return int(plan[0]["Plan"]["Plan Rows"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+
+    def _prefer(self, req: Request) -> Prefer:
+        prefer = parse_prefer(req.prefer_raw)
+        if prefer.handling == "strict" and prefer.invalid:
+            raise ApiError(400, "PGRST122", "Invalid preferences given with handling=strict",
+                           details=f"Invalid preferences: {', '.join(prefer.invalid)}")
+        return prefer
+
+    # -- writes -------------------------------------------------------------------------------------------
+    def _json_body(self, req: Request) -> Any:
+        ct = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ct not in ("application/json", "", "application/vnd.pgrst.object+json", "text/plain"):
+            if ct == "text/csv":
+                raise ApiError(415, "PGRST107", "text/csv request bodies are not supported by this server")
+            raise ApiError(415, "PGRST107", f"Content-Type not acceptable: {ct}")
+        if not req.body.strip():
+            return None
+        try:
+            return json.loads(req.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "PGRST102", "Empty or invalid json", details=str(exc)) from None
+
+    async def insert(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, table: Table,
+                     *, upsert_put: bool) -> Response:
+        plan = self.parse_plan(req)
+        prefer = self._prefer(req)
+        kind, strip = self._accept(req)
+        body = self._json_body(req)
+        if isinstance(body, dict):
+            rows = [body]
+        elif isinstance(body, list) and all(isinstance(r, dict) for r in body):
+            rows = body
+        else:
+            raise ApiError(400, "PGRST102", "Empty or invalid json",
+                           details="the body must be a JSON object or an array of objects")
+        if upsert_put:
+            if len(rows) != 1:
+                raise ApiError(400, "PGRST102", "PUT requires a single JSON object")
+            self._check_put(plan, table, rows[0])
+        if plan.columns is not None:
+            cols = plan.columns
+        elif rows:
+            cols = list(rows[0].keys())
+            if len(rows) > 1:
+                keyset = set(cols)
+                for r in rows[1:]:
+                    if set(r.keys()) != keyset:
+                        raise ApiError(400, "PGRST102", "All object keys must match")
+        else:
+            cols = []
+        for c in cols:
+            if c not in table.columns:
+                raise column_not_found(table.name, c)
+        tq = qualified(schema, table.name)
+        params = Params()
+        payload = req.body.strip()
+        if isinstance(body, dict):
+            payload = b"[" + payload + b"]"
+        body_param = params.add(payload.decode("utf-8"))
+        col_list = ", ".join(ident(c) for c in cols)
+        if prefer.missing == "default":
+            exprs = []
+            for c in cols:
+                col = table.columns[c]
+                if col.default is not None:
+                    exprs.append(f"CASE WHEN pgrst_e.v ? {params.add(c)} THEN pgrst_r.{ident(c)} "
+                                 f"ELSE {type_sql(col.default)} END")
+                else:
+                    exprs.append(f"pgrst_r.{ident(c)}")
+            src = (f"SELECT {', '.join(exprs)} FROM jsonb_array_elements({body_param}::jsonb) AS pgrst_e(v), "
+                   f"LATERAL jsonb_populate_record(NULL::{tq}, pgrst_e.v) AS pgrst_r")
+        else:
+            src = (f"SELECT {', '.join('pgrst_b.' + ident(c) for c in cols)} "
+                   f"FROM json_populate_recordset(NULL::{tq}, {body_param}::json) AS pgrst_b")
+        if cols:
+            dml = f"INSERT INTO {tq} AS t0 ({col_list}) {src}"
+        else:
+            # every column from its default, once per row
+            dml = (f"INSERT INTO {tq} AS t0 SELECT (NULL::{tq}).* FROM json_array_elements({body_param}::json) "
+                   "WHERE FALSE")
+            if rows:
+                dml = f"INSERT INTO {tq} AS t0 DEFAULT VALUES"
+                if len(rows) > 1:
+                    raise ApiError(400, "PGRST102", "Inserting several empty objects is not supported")
+        resolution = prefer.resolution
+        if upsert_put:
+            resolution = "merge-duplicates"
+        if resolution is not None:
+            conflict = plan.on_conflict or table.pk
+            if not conflict:
+                raise ApiError(400, "PGRST100", f"on_conflict is required: '{table.name}' has no primary key")
+            for c in conflict:
+                if c not in table.columns:
+                    raise column_not_found(table.name, c)
+            target = ", ".join(ident(c) for c in conflict)
+            if resolution == "ignore-duplicates" or not cols:
+                dml += f" ON CONFLICT ({target}) DO NOTHING"
+            else:
+                sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in cols)
+                dml += f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+        status = 200 if upsert_put else 201
+        return await self._mutate(req, caller, cache, schema, table, dml, params, plan, prefer, kind, strip,
+                                  status, location=not upsert_put)
+
+    def _check_put(self, plan: Plan, table: Table, row: dict[str, Any]) -> None:
+        root = plan.queries.get((), NodeQuery())
+        if root.limit is not None or root.offset is not None:
+            raise ApiError(400, "PGRST114", "limit/offset querystring parameters are not allowed for PUT")
+        eqs: dict[str, str] = {}
+        for flt in root.filters:
+            if not isinstance(flt, Filter) or flt.op != "eq" or flt.negate or flt.field.json_path \
+                    or not isinstance(flt.value, str):
+                raise ApiError(405, "PGRST105", "Filters must include all and only primary key columns with "
+                                                "'eq' operators")
+            eqs[flt.field.name] = flt.value
+        if not table.pk or set(eqs) != set(table.pk):
+            raise ApiError(405, "PGRST105", "Filters must include all and only primary key columns with "
+                                            "'eq' operators")
+        for k in table.pk:
+            if k not in row or str(row[k]) != eqs[k]:
+                raise ApiError(400, "PGRST115", "Payload values do not match URL in primary key column(s)")
+
+    async def update(self, req: Request, caller: Caller, cache: SchemaCache, schema: str,
+                     table: Table) -> Response:
+        plan = self.parse_plan(req)
+        prefer = self._prefer(req)
+        kind, strip = self._accept(req)
+        body = self._json_body(req)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "PGRST102", "Empty or invalid json", details="PATCH needs a JSON object")
+        cols = plan.columns if plan.columns is not None else list(body.keys())
+        for c in cols:
+            if c not in table.columns:
+                raise column_not_found(table.name, c)
+        tq = qualified(schema, table.name)
+        params = Params()
+        where = self._mutation_where(cache, table, plan, params)
+        if not cols:
+            # nothing to change: PostgREST answers as if no row matched
+            empty_body = b"[]" if kind == "json" else b""
+            if (prefer.return_ == "representation") and kind == "json":
+                return Response(200, empty_body, {"Content-Range": "*/*"})
+            return Response(204, b"", {"Content-Range": "*/*"}, None)
+        body_param = params.add(req.body.decode("utf-8"))
+        sets = ", ".join(f"{ident(c)} = pgrst_b.{ident(c)}" for c in cols)
+        dml = (f"UPDATE {tq} AS t0 SET {sets} FROM (SELECT * FROM json_populate_record(NULL::{tq}, "
+               f"{body_param}::json)) AS pgrst_b{where}")
+        return await self._mutate(req, caller, cache, schema, table, dml, params, plan, prefer, kind, strip, 200)
+
+    async def delete(self, req: Request, caller: Caller, cache: SchemaCache, schema: str,
+                     table: Table) -> Response:
+        plan = self.parse_plan(req)
+        prefer = self._prefer(req)
+        kind, strip = self._accept(req)
+        tq = qualified(schema, table.name)
+        params = Params()
+        where = self._mutation_where(cache, table, plan, params)
+        dml = f"DELETE FROM {tq} AS t0{where}"
+        return await self._mutate(req, caller, cache, schema, table, dml, params, plan, prefer, kind, strip, 200)
+
+    def _mutation_where(self, cache: SchemaCache, table: Table, plan: Plan, params: Params) -> str:
+        root = plan.queries.get((), NodeQuery())
+        for path in plan.queries:
+            if path:
+                raise ApiError(400, "PGRST108", f"'{'.'.join(path)}' is not an embedded resource in this request")
+        rb = ReadBuilder(cache, params, {})
+        src = table_source(table)
+        conds = [rb.filter_sql(f, src, "t0", {}) for f in root.filters]
+        return (" WHERE " + " AND ".join(conds)) if conds else ""
+
+    async def _mutate(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, table: Table,
+                      dml: str, params: Params, plan: Plan, prefer: Prefer, kind: str, strip: bool,
+                      status: int, *, location: bool = False) -> Response:
+        ret = prefer.return_ or "minimal"
+        headers: dict[str, str] = {}
+        applied = prefer.applied()
+        if applied:
+            headers["Preference-Applied"] = applied
+        max_affected = prefer.max_affected if prefer.handling == "strict" else None
+
+        def check_count(n: int) -> None:
+            if max_affected is not None and n > max_affected:
+                raise ApiError(400, "PGRST124", "Query result exceeds max-affected preference constraint",
+                               details=f"The query affects {n} rows")
+            if kind == "object" and n != 1:
+                raise _singular_error(n)
+
+        rollback = prefer.tx == "rollback"
+        if ret == "minimal" and not (location and ret == "headers-only"):
+            _, n = await self.execute(
+                req, caller, schema, dml, params.values, read_only=False, rollback=rollback, fetch=False,
+                check=lambda _row, n: check_count(n),
+            )
+            headers["Content-Range"] = f"*/{n}" if prefer.count else "*/*"
+            return Response(201 if status == 201 else 204, b"", headers, None)
+        select = plan.select
+        if ret == "headers-only":
+            select = [SelectField(Field(c)) for c in table.pk]
+        source = Source(table.name, table.columns, (table.schema, table.name),
+                        lambda a: f"pgrst_source AS {ident(a)}")
+        rb = ReadBuilder(cache, params, {k: v for k, v in plan.queries.items() if k})
+        built = rb.build(source, select, (), "t0")
+        selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
+        body_sql = self._body_sql(kind if kind != "object" else "json", strip, [n for _, n in built.selects])
+        sql_text = (f"WITH pgrst_source AS ({dml} RETURNING t0.*) "
+                    f"SELECT NULL::bigint, pg_catalog.count(*), {body_sql} FROM "
+                    f"(SELECT {selects} FROM pgrst_source AS t0 {' '.join(built.joins)}) AS pgrst_t")
+        row, _ = await self.execute(
+            req, caller, schema, sql_text, params.values, read_only=False, rollback=rollback,
+            check=lambda row, _n: check_count(int(row[1]) if row else 0),
+        )
+        assert row is not None
+        n = int(row[1])
+        body: bytes = row[2]
+        headers["Content-Range"] = f"*/{n}" if prefer.count else "*/*"
+        if ret == "headers-only":
+            if location and n >= 1 and table.pk:
+                first = json.loads(body)[0]
+                qs = "&".join(f"{quote(k)}=eq.{quote(str(first.get(k)))}" for k in table.pk)
+                headers["Location"] = f"/{quote(table.name)}?{qs}"
+            return Response(status if status == 201 else 204, b"", headers, None)
+        ct = JSON_CT
+        if kind == "object":
+            body = body.strip()[1:-1].strip()
+            ct = b"application/vnd.pgrst.object+json; charset=utf-8"
+        elif kind == "csv":
+            ct = b"text/csv; charset=utf-8"
+        return Response(status, body, headers, ct)
+
+    # -- rpc ---------------------------------------------------------------------------------------------
+    async def rpc(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, name: str) -> Response:
+        if req.method not in ("GET", "HEAD", "POST"):
+            raise ApiError(405, "PGRST101", "Only GET and POST verbs are allowed for functions")
+        overloads = cache.functions.get((schema, name), [])
+        prefer = self._prefer(req)
+        body: Any = None
+        if req.method == "POST":
+            body = self._json_body(req)
+            if body is None:
+                body = {}
+        all_arg_names = {a.name for f in overloads for a in f.args if a.name}
+        if req.method == "POST":
+            plan = self.parse_plan(req)
+            given = set(body.keys()) if isinstance(body, dict) else set()
+        else:
+            plan = self.parse_plan(req, all_arg_names)
+            given = set(plan.args)
+        fn = self._pick_function(schema, name, overloads, given, body, prefer, req.method)
+        if req.method in ("GET", "HEAD") and fn.volatility == "v":
+            pass  # runs read-only: a write fails with 25006 -> 405, as in PostgREST
+        params = Params()
+        fq = qualified(fn.schema, fn.name)
+        single_json = fn.single_unnamed_json or (
+            prefer.params == "single-object" and len(fn.args) == 1 and fn.args[0].type_name in ("json", "jsonb"))
+        if single_json and req.method == "POST":
+            call = f"{fq}({params.add(req.body.decode('utf-8') or '{}')}::{type_sql(fn.args[0].type)})"
+            args_from = ""
+        else:
+            if req.method == "POST":
+                if not isinstance(body, dict):
+                    raise ApiError(400, "PGRST102", "Empty or invalid json",
+                                   details="function arguments must be a JSON object")
+                payload = req.body.decode("utf-8") if req.body.strip() else "{}"
+                names = [a for a in fn.args if a.name in given]
+            else:
+                payload = json.dumps(plan.args)
+                names = [a for a in fn.args if a.name in given]
+            if names:
+                defs = ", ".join(f"{ident(a.name)} {type_sql(a.type)}" for a in names)
+                args_from = f"json_to_record({params.add(payload)}::json) AS pgrst_args({defs})"
+                call = f"{fq}(" + ", ".join(
+                    f"{'VARIADIC ' if a.variadic else ''}{ident(a.name)} := pgrst_args.{ident(a.name)}"
+                    for a in names) + ")"
+            else:
+                args_from = ""
+                call = f"{fq}()"
+        kind, _ = self._accept(req)
+        read_only = req.method in ("GET", "HEAD")
+        rollback = prefer.tx == "rollback"
+        prefix = f"{args_from}, LATERAL " if args_from else ""
+        if fn.return_kind in ("composite", "record"):
+            if fn.return_table is not None and fn.return_table in cache.tables:
+                rt = cache.tables[fn.return_table]
+                columns = rt.columns
+                key: tuple[str, str] | None = fn.return_table
+            else:
+                columns = {n: Column(n, t, t, "U", True, None, False, i)
+                           for i, (n, t) in enumerate(fn.return_columns)}
+                key = None
+            source = Source(fn.name, columns, key, lambda a: f"{prefix}{call} AS {ident(a)}")
+            if fn.returns_set:
+                return await self.read(req, caller, cache, schema, source, plan)
+            resp = await self.read(req, caller, cache, schema, source, plan)
+            if kind == "json" and resp.status < 300:
+                # a single composite: PostgREST answers the object itself
+                resp.body = resp.body.strip()
+                resp.body = resp.body[1:-1].strip() if resp.body != b"[]" else b"null"
+            return resp
+        if fn.return_kind == "void":
+            sql_text = f"SELECT {call} FROM {args_from}" if args_from else f"SELECT {call}"
+            await self.execute(req, caller, schema, sql_text, params.values, read_only=read_only,
+                               rollback=rollback)
+            return Response(204, b"", {}, None)
+        # scalar (or setof scalar)
+        if fn.returns_set:
+            from_sql = f"{prefix}{call} AS pgrst_f(v)"
+            root = plan.queries.get((), NodeQuery())
+            limit, offset = self._limits(req, plan)
+            inner = f"SELECT pgrst_f.v FROM {from_sql}"
+            if limit is not None:
+                inner += f" LIMIT {params.add(limit)}"
+            if offset:
+                inner += f" OFFSET {params.add(offset)}"
+            del root
+            sql_text = (f"SELECT pg_catalog.count(*), convert_to(coalesce(json_agg(pgrst_t.v), '[]'::json)::text, "
+                        f"'UTF8') FROM ({inner}) AS pgrst_t")
+        else:
+            inner_call = f"SELECT {call} AS v FROM {args_from}" if args_from else f"SELECT {call} AS v"
+            sql_text = (f"SELECT 1, convert_to(coalesce(to_json(pgrst_t.v), 'null'::json)::text, 'UTF8') "
+                        f"FROM ({inner_call}) AS pgrst_t")
+        row, _ = await self.execute(req, caller, schema, sql_text, params.values, read_only=read_only,
+                                    rollback=rollback)
+        assert row is not None
+        body_bytes: bytes = row[1]
+        n = int(row[0])
+        headers = {"Content-Range": f"0-{n - 1}/*" if n else "*/*"}
+        if kind == "object" and fn.returns_set:
+            if n != 1:
+                raise _singular_error(n)
+            body_bytes = body_bytes.strip()[1:-1].strip()
+        return Response(200, body_bytes, headers)
+
+    def _pick_function(self, schema: str, name: str, overloads: list[Function], given: set[str], body: Any,
+                       prefer: Prefer, method: str) -> Function:
+        cands: list[Function] = []
+        for fn in overloads:
+            if method == "POST" and (fn.single_unnamed_json or (
+                    prefer.params == "single-object" and len(fn.args) == 1
+                    and fn.args[0].type_name in ("json", "jsonb"))):
+                cands.append(fn)
+                continue
+            names = {a.name for a in fn.args}
+            required = {a.name for a in fn.args if not a.has_default}
+            if "" in names:
+                continue
+            if given <= names and required <= given:
+                cands.append(fn)
+        if len(cands) > 1:
+            # prefer an exact name match over one that leaves defaults unset
+            exact = [f for f in cands if {a.name for a in f.args} == given]
+            if len(exact) == 1:
+                cands = exact
+        if not cands:
+            args_text = ", ".join(sorted(given))
+            raise ApiError(
+                404, "PGRST202",
+                f"Could not find the function {schema}.{name}({args_text}) in the schema cache"
+                if given else f"Could not find the function {schema}.{name} without parameters in the schema cache",
+                hint="Perhaps you meant to call a different function, or the schema cache is stale.",
+                details=f"Searched for the function {schema}.{name} with parameters {args_text or '(none)'}, "
+                        "but no matches were found in the schema cache.",
+            )
+        if len(cands) > 1:
+            raise ApiError(
+                300, "PGRST203",
+                "Could not choose the best candidate function between: "
+                + ", ".join(f"{schema}.{name}({', '.join(a.name + ' => ' + a.type for a in f.args)})"
+                            for f in cands),
+                hint="Try renaming the parameters or the function itself in the database so function "
+                     "overloading can be resolved",
+            )
+        return cands[0]
+
+
+def _singular_error(n: int) -> ApiError:
+    return ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
+                    details=f"The result contains {n} rows")
+
+
+def _csv_quote(name: str) -> str:
+    if any(c in name for c in ',"\n\r '):
+        return '"' + name.replace('"', '""') + '"'
+    return name
+
+
+def _unquote(name: str) -> str:
+    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return name
+
+
+__all__ = ["RestApp", "parse_error"]

@@ -1,0 +1,377 @@
+"""The schema cache: tables, views, columns, keys, relationships and functions of the
+exposed schemas, read from pg_catalog once and reloaded on ``NOTIFY pgrst, 'reload schema'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger("appkit.local.rest")
+
+
+@dataclass
+class Column:
+    name: str
+    type: str  # format_type(), e.g. "integer", "character varying(20)", "text[]"
+    type_name: str  # pg_type.typname, e.g. "int4", "_text"
+    category: str  # pg_type.typcategory: N numeric, S string, B bool, A array, D date/time, U user...
+    nullable: bool
+    default: str | None
+    generated: bool
+    position: int
+    enum: list[str] | None = None
+    description: str | None = None
+
+
+@dataclass
+class Relationship:
+    """A foreign-key path from ``table`` to ``target`` (possibly through a junction)."""
+
+    table: tuple[str, str]
+    target: tuple[str, str]
+    constraint: str
+    columns: list[str]  # on ``table`` (or, for m2m, the junction's columns pointing at ``table``)
+    target_columns: list[str]
+    cardinality: str  # "m2o", "o2m", "o2o", "m2m"
+    junction: tuple[str, str] | None = None
+    junction_columns: list[str] = field(default_factory=list)  # junction cols pointing at table
+    junction_target_columns: list[str] = field(default_factory=list)  # junction cols pointing at target
+    junction_constraint2: str = ""
+    self_columns: list[str] = field(default_factory=list)  # table's columns referenced by the junction
+    target_key_columns: list[str] = field(default_factory=list)  # target's columns referenced by junction
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    kind: str  # r, v, m, f, p
+    columns: dict[str, Column]
+    pk: list[str]
+    insertable: bool
+    updatable: bool
+    deletable: bool
+    description: str | None = None
+    uniques: list[list[str]] = field(default_factory=list)
+
+    @property
+    def is_view(self) -> bool:
+        return self.kind in ("v", "m")
+
+
+@dataclass
+class FuncArg:
+    name: str
+    type: str
+    type_name: str
+    has_default: bool
+    variadic: bool = False
+
+
+@dataclass
+class Function:
+    schema: str
+    name: str
+    oid: int
+    args: list[FuncArg]
+    return_type: str
+    return_type_name: str
+    returns_set: bool
+    return_kind: str  # "scalar", "composite", "void", "record"
+    return_table: tuple[str, str] | None  # when composite of a known table/view
+    return_columns: list[tuple[str, str]]  # out columns for "returns table(...)"
+    volatility: str  # i, s, v
+    description: str | None = None
+
+    @property
+    def single_unnamed_json(self) -> bool:
+        return (
+            len(self.args) == 1
+            and self.args[0].name == ""
+            and self.args[0].type_name in ("json", "jsonb", "text", "xml", "bytea")
+        )
+
+
+TABLES_SQL = """
+select n.nspname, c.relname, c.relkind, c.oid,
+       obj_description(c.oid, 'pg_class'),
+       case when c.relkind in ('r', 'p') then true
+            else (pg_relation_is_updatable(c.oid::regclass, true) & 8) = 8 end,
+       case when c.relkind in ('r', 'p') then true
+            else (pg_relation_is_updatable(c.oid::regclass, true) & 4) = 4 end,
+       case when c.relkind in ('r', 'p') then true
+            else (pg_relation_is_updatable(c.oid::regclass, true) & 16) = 16 end
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'v', 'm', 'f', 'p') and not c.relispartition
+"""
+
+COLUMNS_SQL = """
+select c.oid, a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typcategory,
+       not a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attgenerated <> '', a.attnum,
+       case when t.typtype = 'e' then
+         (select array_agg(e.enumlabel order by e.enumsortorder) from pg_enum e where e.enumtypid = t.oid)
+       end,
+       col_description(c.oid, a.attnum)
+from pg_attribute a
+join pg_class c on c.oid = a.attrelid
+join pg_namespace n on n.oid = c.relnamespace
+join pg_type t on t.oid = a.atttypid
+left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'v', 'm', 'f', 'p')
+  and a.attnum > 0 and not a.attisdropped
+order by c.oid, a.attnum
+"""
+
+CONSTRAINTS_SQL = """
+select con.contype, con.conname, con.conrelid, con.confrelid,
+       (select array_agg(a.attname order by k.i) from unnest(con.conkey) with ordinality k(n, i)
+          join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.n),
+       (select array_agg(a.attname order by k.i) from unnest(con.confkey) with ordinality k(n, i)
+          join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.n)
+from pg_constraint con
+join pg_class c on c.oid = con.conrelid
+join pg_namespace n on n.oid = c.relnamespace
+where con.contype in ('p', 'u', 'f') and n.nspname = any(%(schemas)s)
+"""
+
+# unique indexes also make a relationship one-to-one
+UNIQUE_INDEX_SQL = """
+select i.indrelid,
+       (select array_agg(a.attname order by k.i) from unnest(i.indkey) with ordinality k(n, i)
+          join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.n)
+from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+where i.indisunique and i.indpred is null and i.indexprs is null and n.nspname = any(%(schemas)s)
+"""
+
+FUNCTIONS_SQL = """
+select n.nspname, p.proname, p.oid,
+       coalesce(p.proargnames, '{}'::text[]), coalesce(p.proargmodes::text[], '{}'::text[]),
+       coalesce(p.proallargtypes, p.proargtypes::oid[]),
+       p.pronargdefaults, p.pronargs, p.prorettype, format_type(p.prorettype, null), rt.typname, rt.typtype,
+       rt.typrelid, p.proretset, p.provolatile, obj_description(p.oid, 'pg_proc'), p.provariadic <> 0
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+join pg_type rt on rt.oid = p.prorettype
+where n.nspname = any(%(schemas)s) and p.prokind = 'f'
+"""
+
+TYPES_SQL = "select oid, format_type(oid, null), typname from pg_type where oid = any(%(oids)s)"
+
+
+@dataclass
+class SchemaCache:
+    schemas: list[str]
+    tables: dict[tuple[str, str], Table] = field(default_factory=dict)
+    functions: dict[tuple[str, str], list[Function]] = field(default_factory=dict)
+    relationships: dict[tuple[str, str], list[Relationship]] = field(default_factory=dict)
+    version: int = 0
+
+    def rels_from(self, table: tuple[str, str]) -> list[Relationship]:
+        return self.relationships.get(table, [])
+
+
+async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], version: int) -> SchemaCache:
+    cache = SchemaCache(schemas=list(schemas), version=version)
+    params: dict[str, Any] = {"schemas": list(schemas)}
+    by_oid: dict[int, Table] = {}
+    async with conn.cursor() as cur:
+        await cur.execute(TABLES_SQL, params)
+        for schema, name, kind, oid, descr, ins, upd, dele in await cur.fetchall():
+            t = Table(schema, name, kind, {}, [], bool(ins), bool(upd), bool(dele), descr)
+            cache.tables[(schema, name)] = t
+            by_oid[oid] = t
+        await cur.execute(COLUMNS_SQL, params)
+        for oid, name, typ, typname, cat, nullable, default, generated, pos, enum, descr in await cur.fetchall():
+            table = by_oid.get(oid)
+            if table is not None:
+                table.columns[name] = Column(
+                    name, typ, typname, cat, bool(nullable), default, bool(generated), int(pos),
+                    list(enum) if enum else None, descr,
+                )
+        await cur.execute(CONSTRAINTS_SQL, params)
+        fks: list[tuple[str, Table, Table, list[str], list[str]]] = []
+        for contype, conname, relid, frelid, cols, fcols in await cur.fetchall():
+            table = by_oid.get(relid)
+            if table is None or not cols:
+                continue
+            if contype == "p":
+                table.pk = list(cols)
+                table.uniques.append(list(cols))
+            elif contype == "u":
+                table.uniques.append(list(cols))
+            elif contype == "f":
+                target = by_oid.get(frelid)
+                if target is not None and fcols:
+                    fks.append((conname, table, target, list(cols), list(fcols)))
+        await cur.execute(UNIQUE_INDEX_SQL, params)
+        for relid, cols in await cur.fetchall():
+            table = by_oid.get(relid)
+            if table is not None and cols and list(cols) not in table.uniques:
+                table.uniques.append(list(cols))
+        _build_relationships(cache, fks)
+        await cur.execute(FUNCTIONS_SQL, params)
+        rows = await cur.fetchall()
+        type_oids: set[int] = set()
+        for row in rows:
+            type_oids.update(int(o) for o in row[5])
+        types: dict[int, tuple[str, str]] = {}
+        if type_oids:
+            await cur.execute(TYPES_SQL, {"oids": sorted(type_oids)})
+            for oid, fmt, typname in await cur.fetchall():
+                types[int(oid)] = (fmt, typname)
+        for row in rows:
+            fn = _function_from_row(row, types, by_oid)
+            if fn is not None:
+                cache.functions.setdefault((fn.schema, fn.name), []).append(fn)
+    return cache
+
+
+def _function_from_row(
+    row: tuple[Any, ...], types: dict[int, tuple[str, str]], by_oid: dict[int, Table],
+) -> Function | None:
+    (schema, name, oid, argnames, argmodes, argtypes, ndefaults, nargs, _rettype, retfmt, rettypname,
+     rettyptype, reltypid, retset, volatility, descr, _variadic) = row
+    args: list[FuncArg] = []
+    outs: list[tuple[str, str]] = []
+    in_index = 0
+    for i, toid in enumerate(argtypes):
+        mode = argmodes[i] if argmodes else "i"
+        argname = argnames[i] if i < len(argnames) else ""
+        fmt, typname = types.get(int(toid), ("unknown", "unknown"))
+        if mode in ("i", "b", "v"):
+            args.append(FuncArg(argname or "", fmt, typname, False, mode == "v"))
+            in_index += 1
+        if mode in ("o", "b", "t"):
+            outs.append((argname or "", fmt))
+    if in_index != nargs:
+        return None
+    for arg in args[len(args) - int(ndefaults):]:
+        arg.has_default = True
+    if rettypname == "void":
+        kind = "void"
+    elif rettyptype == "c":
+        kind = "composite"
+    elif rettypname == "record":
+        kind = "record" if outs else "unsupported"
+    elif rettyptype == "p" and rettypname not in ("record",):
+        kind = "unsupported" if rettypname in ("trigger", "event_trigger", "internal", "language_handler") \
+            else "scalar"
+    else:
+        kind = "scalar"
+    if kind == "unsupported":
+        return None
+    ret_table: tuple[str, str] | None = None
+    if kind == "composite":
+        t = by_oid.get(int(reltypid)) if reltypid else None
+        if t is not None:
+            ret_table = (t.schema, t.name)
+    return Function(
+        schema, name, int(oid), args, retfmt, rettypname, bool(retset), kind, ret_table, outs,
+        str(volatility), descr,
+    )
+
+
+def _build_relationships(
+    cache: SchemaCache, fks: list[tuple[str, Table, Table, list[str], list[str]]],
+) -> None:
+    rels = cache.relationships
+    for conname, child, parent, cols, pcols in fks:
+        ck = (child.schema, child.name)
+        pk = (parent.schema, parent.name)
+        child_unique = any(set(u) == set(cols) for u in child.uniques)
+        rels.setdefault(ck, []).append(
+            Relationship(ck, pk, conname, cols, pcols, "o2o" if child_unique else "m2o")
+        )
+        rels.setdefault(pk, []).append(
+            Relationship(pk, ck, conname, pcols, cols, "o2o" if child_unique else "o2m")
+        )
+    # many-to-many through a junction: a table with two FKs whose columns are part of its PK/unique key
+    by_child: dict[tuple[str, str], list[tuple[str, Table, Table, list[str], list[str]]]] = {}
+    for fk in fks:
+        by_child.setdefault((fk[1].schema, fk[1].name), []).append(fk)
+    for jkey, jfks in by_child.items():
+        junction = cache.tables[jkey]
+        key_cols = set(junction.pk)
+        for u in junction.uniques:
+            key_cols |= set(u)
+        for a in jfks:
+            for b in jfks:
+                if a is b:
+                    continue
+                if not (set(a[3]) <= key_cols and set(b[3]) <= key_cols):
+                    continue
+                src = (a[2].schema, a[2].name)
+                dst = (b[2].schema, b[2].name)
+                rels.setdefault(src, []).append(Relationship(
+                    src, dst, b[0], a[4], b[4], "m2m", junction=jkey,
+                    junction_columns=a[3], junction_target_columns=b[3], junction_constraint2=a[0],
+                    self_columns=a[4], target_key_columns=b[4],
+                ))
+
+
+class SchemaWatcher:
+    """Keeps a :class:`SchemaCache` fresh: LISTEN pgrst on a dedicated connection that
+    reconnects when dropped (and reloads on every reconnect)."""
+
+    def __init__(self, conninfo: str, schemas: list[str]) -> None:
+        self.conninfo = conninfo
+        self.schemas = schemas
+        self.cache: SchemaCache | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._version = 0
+        self._stopping = False
+        self.last_error: str | None = None
+
+    async def start(self, timeout: float = 30) -> None:
+        self._task = asyncio.create_task(self._run(), name="appkit-rest-schema")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def reload(self, conn: psycopg.AsyncConnection[Any] | None = None) -> None:
+        self._version += 1
+        if conn is None:
+            async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as own:
+                self.cache = await load_schema(own, self.schemas, self._version)
+        else:
+            self.cache = await load_schema(conn, self.schemas, self._version)
+        self._ready.set()
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while not self._stopping:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                    await conn.execute("listen pgrst")
+                    await self.reload(conn)
+                    self.last_error = None
+                    delay = 0.1
+                    while not self._stopping:
+                        reload = False
+                        async for note in conn.notifies(stop_after=1):
+                            reload = reload or note.payload in ("reload schema", "")
+                        # coalesce bursts (a migration sends many notifications)
+                        async for note in conn.notifies(timeout=0.02):
+                            reload = reload or note.payload in ("reload schema", "")
+                        if reload:
+                            await self.reload(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection dropped (db reset, restart): retry
+                self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.debug("schema listener: %s; reconnecting", self.last_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
