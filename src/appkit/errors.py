@@ -68,6 +68,21 @@ class Timeout(ServiceUnavailable):
     """A call did not finish within its timeout."""
 
 
+class UnexpectedResponse(AppKitError):
+    """The server answered with a body appkit could not understand (e.g. a proxy's HTML page)."""
+
+
+class ConfirmationRequired(AuthError):
+    """Sign-up succeeded but the account must be confirmed (email/phone) before it has a session.
+
+    ``user_id`` is the new user's id when the server returned one.
+    """
+
+    def __init__(self, message: str, *, user_id: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code or "confirmation_required")
+        self.user_id = user_id
+
+
 class DatabaseError(AppKitError):
     """Postgres reported an error (carries SQLSTATE in ``code``)."""
 
@@ -104,6 +119,7 @@ __all__ = [
     "AppKitError",
     "AuthError",
     "ConfigError",
+    "ConfirmationRequired",
     "Conflict",
     "DatabaseError",
     "MigrationDriftError",
@@ -114,5 +130,6 @@ __all__ = [
     "ServiceUnavailable",
     "StackError",
     "Timeout",
+    "UnexpectedResponse",
     "ValidationError",
 ]

@@ -1,0 +1,222 @@
+"""Files service over the official ``storage3`` client, scoped to the facade's caller."""
+
+from __future__ import annotations
+
+import builtins
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from storage3.types import BaseBucket
+
+from appkit import errors
+from appkit._async.scope import AsyncScope
+from appkit._errors_map import boundary
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """An uploaded object: ``path`` inside the bucket, ``key`` is ``bucket/path``."""
+
+    bucket: str
+    path: str
+    key: str
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of a listing (a folder has ``id`` None)."""
+
+    name: str
+    id: str | None
+    size: int | None
+    content_type: str | None
+    updated_at: datetime | None
+    metadata: dict[str, Any] | None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.id is None
+
+
+FileData = bytes | bytearray | str | Path | IO[bytes]
+
+
+def _check_path(path: str) -> str:
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        raise errors.ValidationError(f"invalid object path {path!r}", code="InvalidKey")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise errors.ValidationError(f"invalid object path {path!r}: empty or dot segment", code="InvalidKey")
+    return path
+
+
+def _bytes_of(data: FileData) -> bytes:
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    if isinstance(data, (str, Path)):
+        try:
+            return Path(data).read_bytes()
+        except OSError as exc:
+            raise errors.ValidationError(f"cannot read {data}: {exc.strerror}", code="invalid_file") from None
+    if isinstance(data, io.IOBase) or hasattr(data, "read"):
+        content = data.read()
+        if not isinstance(content, bytes):
+            raise errors.ValidationError("file objects must be opened in binary mode", code="invalid_file")
+        return content
+    raise errors.ValidationError(f"cannot upload a {type(data).__name__}", code="invalid_file")
+
+
+class AsyncFiles:
+    """Upload, download, list, sign and remove objects; manage buckets (usually as admin)."""
+
+    def __init__(self, scope: AsyncScope) -> None:
+        self._scope = scope
+
+    async def upload(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None,
+                     upsert: bool = False, cache_control: int | None = None) -> StoredFile:
+        """Store ``data`` (bytes, a path on disk, or a binary file object) at ``bucket/path``."""
+        _check_path(path)
+        content = _bytes_of(data)
+        options: dict[str, Any] = {"upsert": "true" if upsert else "false"}
+        if content_type:
+            options["content-type"] = content_type
+        if cache_control is not None:
+            options["cache-control"] = str(cache_control)
+        storage = await self._scope.storage()
+        with boundary():
+            response = await storage.from_(bucket).upload(path, content, options)  # type: ignore[arg-type]
+        return StoredFile(bucket=bucket, path=response.path, key=response.full_path)
+
+    async def update(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None) -> StoredFile:
+        """Replace an existing object."""
+        _check_path(path)
+        content = _bytes_of(data)
+        options: dict[str, Any] = {"content-type": content_type} if content_type else {}
+        storage = await self._scope.storage()
+        with boundary():
+            response = await storage.from_(bucket).update(path, content, options)  # type: ignore[arg-type]
+        return StoredFile(bucket=bucket, path=response.path, key=response.full_path)
+
+    async def download(self, bucket: str, path: str) -> bytes:
+        _check_path(path)
+        storage = await self._scope.storage()
+        with boundary():
+            return await storage.from_(bucket).download(path)
+
+    async def signed_url(self, bucket: str, path: str, *, expires_in: int = 3600,
+                         download: bool | str = False) -> str:
+        """A URL anyone can GET for ``expires_in`` seconds (``download`` sets Content-Disposition)."""
+        _check_path(path)
+        if expires_in < 1:
+            raise errors.ValidationError("expires_in must be >= 1 second", code="InvalidRequest")
+        options: dict[str, Any] = {"download": download} if download else {}
+        storage = await self._scope.storage()
+        with boundary():
+            response = await storage.from_(bucket).create_signed_url(path, expires_in, options)  # type: ignore[arg-type]
+        url = response.get("signedURL") or response.get("signedUrl")
+        if not url:
+            raise errors.UnexpectedResponse("storage returned no signed URL", code="unexpected_response")
+        return url
+
+    async def public_url(self, bucket: str, path: str) -> str:
+        """The URL of an object in a public bucket (no request is made)."""
+        _check_path(path)
+        storage = await self._scope.storage()
+        with boundary():
+            return await storage.from_(bucket).get_public_url(path)
+
+    async def list(self, bucket: str, prefix: str = "", *, limit: int = 100, offset: int = 0,
+                   search: str | None = None) -> builtins.list[FileInfo]:
+        """Objects and folders directly under ``prefix``."""
+        options: dict[str, Any] = {"limit": limit, "offset": offset}
+        if search:
+            options["search"] = search
+        storage = await self._scope.storage()
+        with boundary():
+            entries = await storage.from_(bucket).list(prefix, options)  # type: ignore[arg-type]
+        if not isinstance(entries, list):
+            raise errors.UnexpectedResponse("storage list did not return an array", code="unexpected_response")
+        return [_info(e) for e in entries if isinstance(e, dict)]
+
+    async def remove(self, bucket: str, paths: str | Sequence[str]) -> builtins.list[str]:
+        """Delete objects; returns the paths that were actually removed."""
+        items = [paths] if isinstance(paths, str) else list(paths)
+        for p in items:
+            _check_path(p)
+        if not items:
+            return []
+        storage = await self._scope.storage()
+        with boundary():
+            removed = await storage.from_(bucket).remove(items)
+        return [str(r.get("name")) for r in removed if isinstance(r, dict)]
+
+    async def move(self, bucket: str, source: str, destination: str) -> None:
+        _check_path(source)
+        _check_path(destination)
+        storage = await self._scope.storage()
+        with boundary():
+            await storage.from_(bucket).move(source, destination)
+
+    async def copy(self, bucket: str, source: str, destination: str) -> None:
+        _check_path(source)
+        _check_path(destination)
+        storage = await self._scope.storage()
+        with boundary():
+            await storage.from_(bucket).copy(source, destination)
+
+    # buckets -----------------------------------------------------------------
+    async def create_bucket(self, bucket: str, *, public: bool = False, file_size_limit: int | None = None,
+                            allowed_mime_types: Sequence[str] | None = None) -> None:
+        options: dict[str, Any] = {"public": public}
+        if file_size_limit is not None:
+            options["file_size_limit"] = file_size_limit
+        if allowed_mime_types is not None:
+            options["allowed_mime_types"] = list(allowed_mime_types)
+        storage = await self._scope.storage()
+        with boundary():
+            await storage.create_bucket(bucket, options=options)  # type: ignore[arg-type]
+
+    async def get_bucket(self, bucket: str) -> BaseBucket:
+        storage = await self._scope.storage()
+        with boundary():
+            return await storage.get_bucket(bucket)
+
+    async def list_buckets(self) -> builtins.list[BaseBucket]:
+        storage = await self._scope.storage()
+        with boundary():
+            return list(await storage.list_buckets())
+
+    async def empty_bucket(self, bucket: str) -> None:
+        storage = await self._scope.storage()
+        with boundary():
+            await storage.empty_bucket(bucket)
+
+    async def delete_bucket(self, bucket: str) -> None:
+        storage = await self._scope.storage()
+        with boundary():
+            await storage.delete_bucket(bucket)
+
+
+def _info(entry: dict[str, Any]) -> FileInfo:
+    metadata = entry.get("metadata") if isinstance(entry.get("metadata"), dict) else None
+    updated = entry.get("updated_at")
+    updated_at: datetime | None = None
+    if isinstance(updated, str):
+        try:
+            updated_at = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+        except ValueError:
+            updated_at = None
+    size = metadata.get("size") if metadata else None
+    mimetype = metadata.get("mimetype") if metadata else None
+    return FileInfo(
+        name=str(entry.get("name", "")),
+        id=entry.get("id"),
+        size=int(size) if isinstance(size, (int, float)) else None,
+        content_type=mimetype if isinstance(mimetype, str) else None,
+        updated_at=updated_at,
+        metadata=metadata,
+    )

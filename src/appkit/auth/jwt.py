@@ -1,0 +1,160 @@
+"""Server-side verification of Supabase access tokens.
+
+``verify_token`` checks the signature (HS256 with the project's JWT secret, or an
+asymmetric key from the project's JWKS chosen by ``kid``), ``exp`` (required), ``nbf``,
+``iat`` and the audience. ``alg: none`` and any algorithm outside the allow-list are
+rejected before the signature is looked at, and an HS256 token is never checked against a
+public key (no algorithm confusion).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt as pyjwt
+
+from appkit import errors
+
+ASYMMETRIC_ALGS = frozenset({"RS256", "ES256", "EdDSA"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token speaks for."""
+
+    user_id: uuid.UUID | None
+    role: str
+    email: str | None
+    phone: str | None
+    aal: str | None
+    session_id: str | None
+    is_anonymous: bool
+    expires_at: int
+    claims: dict[str, Any] = field(repr=False)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.role == "authenticated" and self.user_id is not None
+
+
+class UnknownKey(Exception):
+    """The token's ``kid`` is not in the JWKS we hold (the caller may refetch once)."""
+
+
+def _fail(message: str, code: str) -> errors.AuthError:
+    return errors.AuthError(message, code=code, status=401)
+
+
+def token_header(token: str) -> dict[str, Any]:
+    if not isinstance(token, str) or token.count(".") != 2:
+        raise _fail("malformed token", "bad_jwt")
+    try:
+        header = pyjwt.get_unverified_header(token)
+    except pyjwt.PyJWTError:
+        raise _fail("malformed token header", "bad_jwt") from None
+    return header
+
+
+def verify_token(
+    token: str,
+    *,
+    secret: str | None,
+    jwks: Mapping[str, Any] | None,
+    audience: str | None,
+    leeway: float = 0.0,
+) -> Principal:
+    """Verify ``token`` and return its principal; raise ``errors.AuthError`` (code ``bad_jwt``,
+    ``expired_jwt`` or ``unexpected_audience``) or ``UnknownKey``."""
+    header = token_header(token)
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none":
+        raise _fail("unsigned tokens are not accepted", "bad_jwt")
+    key: Any
+    if alg == "HS256":
+        if not secret:
+            raise _fail("HS256 token but no JWT secret is configured", "bad_jwt")
+        key = secret
+    elif alg in ASYMMETRIC_ALGS:
+        key = _jwk_for(header.get("kid"), alg, jwks)
+    else:
+        raise _fail(f"algorithm {alg} is not accepted", "bad_jwt")
+    options: Any = {"require": ["exp"], "verify_aud": audience is not None}
+    try:
+        claims: dict[str, Any] = pyjwt.decode(
+            token, key, algorithms=[alg], audience=audience, options=options, leeway=leeway,
+        )
+    except pyjwt.ExpiredSignatureError:
+        raise _fail("token has expired", "expired_jwt") from None
+    except (pyjwt.InvalidAudienceError, pyjwt.MissingRequiredClaimError) as exc:
+        if isinstance(exc, pyjwt.MissingRequiredClaimError) and exc.claim != "aud":
+            raise _fail(f"token lacks the {exc.claim!r} claim", "bad_jwt") from None
+        raise _fail("token audience is not accepted", "unexpected_audience") from None
+    except pyjwt.PyJWTError as exc:
+        raise _fail(f"invalid token: {type(exc).__name__}", "bad_jwt") from None
+    return principal_from_claims(claims)
+
+
+def _jwk_for(kid: Any, alg: str, jwks: Mapping[str, Any] | None) -> Any:
+    keys = (jwks or {}).get("keys") or []
+    for entry in keys:
+        if not isinstance(entry, Mapping):
+            continue
+        if kid is not None and entry.get("kid") != kid:
+            continue
+        if kid is None and len(keys) != 1:
+            continue
+        if entry.get("kty") == "oct":
+            continue  # symmetric keys are never taken from a JWKS
+        if entry.get("alg") not in (None, alg):
+            raise _fail("token algorithm does not match its key", "bad_jwt")
+        try:
+            return pyjwt.PyJWK(dict(entry), algorithm=alg).key
+        except pyjwt.PyJWTError:
+            raise _fail("the JWKS key for this token is unusable", "bad_jwt") from None
+    raise UnknownKey(str(kid))
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    user_id: uuid.UUID | None = None
+    if isinstance(sub, str) and sub:
+        try:
+            user_id = uuid.UUID(sub)
+        except ValueError:
+            user_id = None
+    exp = claims.get("exp")
+    return Principal(
+        user_id=user_id,
+        role=str(claims.get("role") or "anon"),
+        email=claims.get("email") or None,
+        phone=claims.get("phone") or None,
+        aal=claims.get("aal"),
+        session_id=claims.get("session_id"),
+        is_anonymous=bool(claims.get("is_anonymous", False)),
+        expires_at=int(exp) if isinstance(exp, (int, float)) else int(time.time()),
+        claims=dict(claims),
+    )
+
+
+class JWKSCache:
+    """The project's JWKS with a TTL; refetch on an unknown ``kid`` at most every ``min_interval``."""
+
+    def __init__(self, ttl: float = 600.0, min_interval: float = 10.0) -> None:
+        self.ttl = ttl
+        self.min_interval = min_interval
+        self.keys: dict[str, Any] | None = None
+        self.fetched_at: float | None = None
+
+    def fresh(self) -> bool:
+        return self.keys is not None and self.fetched_at is not None and time.monotonic() - self.fetched_at < self.ttl
+
+    def may_refetch(self) -> bool:
+        return self.fetched_at is None or time.monotonic() - self.fetched_at >= self.min_interval
+
+    def store(self, keys: dict[str, Any]) -> None:
+        self.keys = keys
+        self.fetched_at = time.monotonic()
