@@ -1,0 +1,253 @@
+"""Streaming request bodies to disk and files back to the client, with bounded memory."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from appkit.local.storage import errors as E
+from appkit.local.storage.multipart import END, MultipartError, MultipartParser, Part, boundary_of
+
+READ_CHUNK = 1024 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+DEFAULT_MIME = "application/octet-stream"
+
+
+def mime_allowed(mime: str, allowed: list[str] | None) -> bool:
+    """Does ``mime`` match the bucket's ``allowed_mime_types`` (wildcards such as ``image/*``)?"""
+    if not allowed:
+        return True
+    base = mime.split(";", 1)[0].strip().lower()
+    kind = base.split("/", 1)[0]
+    for entry in allowed:
+        pattern = entry.split(";", 1)[0].strip().lower()
+        if pattern in ("*", "*/*") or pattern == base:
+            return True
+        if pattern.endswith("/*") and pattern[:-2] == kind:
+            return True
+    return False
+
+
+def normalize_cache_control(value: str | None) -> str:
+    if value is None or not value.strip():
+        return "no-cache"
+    value = value.strip()
+    return f"max-age={value}" if value.isdigit() else value
+
+
+def parse_user_metadata(raw: str | bytes, *, b64: bool) -> dict[str, Any]:
+    try:
+        text = base64.b64decode(raw, validate=False) if b64 else raw
+        data = json.loads(text)
+    except (ValueError, TypeError):
+        raise E.invalid_request("metadata must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise E.invalid_request("metadata must be a JSON object")
+    return data
+
+
+@dataclass
+class Ingested:
+    temp: Path
+    size: int
+    mimetype: str
+    cache_control: str
+    user_metadata: dict[str, Any] | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class _TempWriter:
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.size = 0
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise E.entity_too_large()
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+    async def finish(self) -> None:
+        await anyio.to_thread.run_sync(os.fsync, self.fd)
+        os.close(self.fd)
+        self.fd = -1
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+async def ingest_raw(chunks: AsyncIterator[bytes], temp: Path, *, mimetype: str, cache_control: str | None,
+                     limit: int) -> Ingested:
+    writer = _TempWriter(temp, limit)
+    try:
+        async for chunk in chunks:
+            if chunk:
+                writer.write(chunk)
+        await writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return Ingested(temp, writer.size, mimetype, normalize_cache_control(cache_control))
+
+
+async def ingest_multipart(chunks: AsyncIterator[bytes], temp: Path, *, content_type: str, limit: int,
+                           allowed: list[str] | None) -> Ingested:
+    """Stream the first file part of a form to ``temp``; collect the small text fields."""
+    try:
+        parser = MultipartParser(boundary_of(content_type))
+    except MultipartError as exc:
+        raise E.invalid_request(f"Malformed multipart body: {exc}") from None
+    writer: _TempWriter | None = None
+    mimetype = DEFAULT_MIME
+    fields: dict[str, bytearray] = {}
+    field_total = 0
+    current: str | None = None  # "file", "field:<name>" or None
+    file_done = False
+    try:
+        async for chunk in chunks:
+            try:
+                events = parser.feed(chunk)
+            except MultipartError as exc:
+                raise E.invalid_request(f"Malformed multipart body: {exc}") from None
+            for ev in events:
+                if isinstance(ev, Part):
+                    if current == "file":
+                        file_done = True
+                    if writer is None and not file_done and (ev.filename is not None or ev.name == "file"):
+                        mimetype = ev.content_type or DEFAULT_MIME
+                        if not mime_allowed(mimetype, allowed):
+                            raise E.invalid_mime_type(mimetype)
+                        writer = _TempWriter(temp, limit)
+                        current = "file"
+                    elif ev.name:
+                        current = f"field:{ev.name}"
+                        fields.setdefault(ev.name, bytearray())
+                    else:
+                        current = None
+                elif ev is END:
+                    if current == "file":
+                        file_done = True
+                    current = None
+                elif isinstance(ev, bytes):
+                    if current == "file":
+                        assert writer is not None
+                        writer.write(ev)
+                    elif current is not None:
+                        field_total += len(ev)
+                        if field_total > MAX_FIELD_BYTES:
+                            raise E.invalid_request("Malformed multipart body: form fields too large")
+                        fields[current[6:]] += ev
+            if parser.done:
+                break
+        if not parser.done:
+            raise E.invalid_request("Malformed multipart body: unexpected end of data")
+        if writer is None:
+            raise E.invalid_request("No content provided")
+        await writer.finish()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    text = {k: v.decode("utf-8", "replace") for k, v in fields.items()}
+    user_metadata = parse_user_metadata(text["metadata"], b64=False) if text.get("metadata") else None
+    return Ingested(temp, writer.size, mimetype, normalize_cache_control(text.get("cacheControl")),
+                    user_metadata, text)
+
+
+# -- responses ------------------------------------------------------------------------------------------
+
+def http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def content_disposition(filename: str) -> str:
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range asked for, as ``(start, end_inclusive)``; None serves the whole file.
+
+    Raises the InvalidRange error (sent as 416) when the range cannot be satisfied.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                raise E.invalid_range()
+            return (max(size - n, 0), size - 1) if size else _unsatisfiable()
+        start = int(first)
+        end = int(last) if last != "" else size - 1
+    except ValueError:
+        return None
+    if start < 0 or end < start:
+        return None
+    if start >= size:
+        _unsatisfiable()
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable() -> tuple[int, int]:
+    raise E.invalid_range()
+
+
+class FileResponse(Response):
+    """Stream an already opened file descriptor (so a concurrent delete cannot break the reply)."""
+
+    def __init__(self, fd: int, *, start: int, length: int, status_code: int, headers: dict[str, str],
+                 head: bool = False) -> None:
+        self.fd = fd
+        self.start = start
+        self.length = length
+        self.status_code = status_code
+        self.head = head
+        self.background = None
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if self.head:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            pos, remaining = self.start, self.length
+            while remaining > 0:
+                data = await anyio.to_thread.run_sync(os.pread, self.fd, min(READ_CHUNK, remaining), pos)
+                if not data:
+                    break
+                pos += len(data)
+                remaining -= len(data)
+                await send({"type": "http.response.body", "body": data, "more_body": remaining > 0})
+            if remaining > 0 or self.length == 0:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            os.close(self.fd)
