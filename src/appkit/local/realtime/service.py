@@ -475,7 +475,7 @@ class RealtimeService:
         self.topics.setdefault(ch.key, set()).add(ch)
         self._arm_expiry(ch)
         conn.reply(frame, "ok", {"postgres_changes": response_bindings})
-        if ch.bindings:
+        if response_bindings:
             if binding_error is None:
                 self.pg_channels.add(ch)
                 conn.system(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL")
