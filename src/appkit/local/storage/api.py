@@ -458,7 +458,8 @@ class StorageAPI:
                 rng = parse_range(request.headers.get("range"), size)
             except E.StorageError:
                 os.close(fd)
-                return JSONResponse(E.invalid_range().body(), status_code=416,
+                err = E.StorageError(416, "InvalidRange", "invalid range provided", "invalid_range")
+                return JSONResponse(err.body(), status_code=416,
                                     headers={"Content-Range": f"bytes */{size}"})
             if rng is None:
                 headers["Content-Length"] = str(size)
