@@ -90,6 +90,14 @@ _AUTH_CODE_CLASS: dict[str, type[errors.AppKitError]] = {
     "over_email_send_rate_limit": errors.RateLimited,
     "over_sms_send_rate_limit": errors.RateLimited,
     "request_timeout": errors.Timeout,
+    "flow_state_not_found": errors.AuthError,
+    "flow_state_expired": errors.AuthError,
+    "bad_code_verifier": errors.AuthError,
+    "session_not_found": errors.AuthError,
+    "otp_expired": errors.AuthError,
+    "bad_jwt": errors.AuthError,
+    "invalid_credentials": errors.AuthError,
+    "insufficient_aal": errors.PermissionDenied,
     "hook_timeout": errors.Timeout,
 }
 
