@@ -402,11 +402,11 @@ class RestApp:
         return limit, offset
 
     async def read(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, source: Source,
-                   plan: Plan | None = None) -> Response:
+                   plan: Plan | None = None, params: Params | None = None) -> Response:
         plan = plan or self.parse_plan(req)
         prefer = self._prefer(req)
         kind, strip = self._accept(req)
-        params = Params()
+        params = params or Params()
         rb = ReadBuilder(cache, params, plan.queries)
         built = rb.build(source, plan.select, (), "t0")
         check_paths(rb)
@@ -771,8 +771,8 @@ class RestApp:
                 key = None
             source = Source(fn.name, columns, key, lambda a: f"{prefix}{call} AS {ident(a)}")
             if fn.returns_set:
-                return await self.read(req, caller, cache, schema, source, plan)
-            resp = await self.read(req, caller, cache, schema, source, plan)
+                return await self.read(req, caller, cache, schema, source, plan, params)
+            resp = await self.read(req, caller, cache, schema, source, plan, params)
             if kind == "json" and resp.status < 300:
                 # a single composite: PostgREST answers the object itself
                 resp.body = resp.body.strip()
