@@ -482,7 +482,10 @@ class Tokens:
                 " order by id desc limit 1", (session_id,),
             )
             active = await cur2.fetchone()
-            if active is not None and active[1] is not None and hmac.compare_digest(
+            if active is None:
+                # the family was revoked (reuse detected earlier): nothing in it may be used again
+                return None
+            if active[1] is not None and hmac.compare_digest(
                 str(active[1]).encode(), str(row["rt_token"]).encode()
             ):
                 return self.session_json(row, session_id, row["s_aal"] or "aal1", list(row["s_amr"]), active[0])
