@@ -23,8 +23,8 @@ from appkit.local.storage.errors import invalid_bucket_name, invalid_key
 MAX_KEY_BYTES = 1024
 _VERSION_RE = re.compile(r"^[0-9a-f]{32}$")
 # Supabase Storage's allowed ASCII set; non-ASCII printable characters are also accepted.
-_KEY_ASCII_OK = re.compile(r"^[\w/!\-.*'() &$@=;:+,?]*$", re.ASCII)
-_BUCKET_RE = re.compile(r"^[\w!\-.*'() &$@=;:+,?]+$", re.ASCII)
+_KEY_ASCII_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_/!-.*'() &$@=;:+,?")
+_BUCKET_RE = re.compile(r"[\w!\-.*'() &$@=;:+,?]+", re.ASCII)
 
 
 def key_problem(key: str) -> str | None:
@@ -43,7 +43,7 @@ def key_problem(key: str) -> str | None:
         if ch == "%":
             return "percent-encoded sequence"
         if ord(ch) < 0x80:
-            if not _KEY_ASCII_OK.match(ch):
+            if ch not in _KEY_ASCII_OK:
                 return "invalid character"
         elif not ch.isprintable() or 0xD800 <= ord(ch) <= 0xDFFF:
             return "invalid character"
@@ -60,7 +60,7 @@ def check_key(key: str) -> str:
 
 
 def check_bucket_id(bucket_id: str) -> str:
-    if (not bucket_id or len(bucket_id) > 100 or bucket_id in (".", "..") or not _BUCKET_RE.match(bucket_id)
+    if (not bucket_id or len(bucket_id) > 100 or bucket_id in (".", "..") or not _BUCKET_RE.fullmatch(bucket_id)
             or bucket_id != bucket_id.strip()):
         raise invalid_bucket_name()
     return bucket_id
