@@ -168,6 +168,10 @@ def map_postgrest(exc: PostgrestAPIError) -> errors.AppKitError:
         # A non-JSON error body: the client made up the code from the status.
         if status is not None and status >= 500 and not _looks_json(exc.details):
             cls = errors.ServiceUnavailable
+    if status is not None and status < 400:
+        # a success status whose body was not PostgREST JSON (e.g. a proxy's HTML page)
+        return errors.UnexpectedResponse(f"the server's answer could not be parsed (HTTP {status})",
+                                         code="unexpected_response", details=exc.details, status=status)
     if cls is None and code.startswith("PGRST1"):
         cls = errors.ValidationError
     if cls is None and code.startswith(("22", "23")):

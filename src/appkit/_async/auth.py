@@ -26,7 +26,7 @@ from supabase_auth.types import (
 from appkit import errors
 from appkit._async.scope import AsyncScope
 from appkit._errors_map import boundary
-from appkit.auth.jwt import JWKSCache, Principal, UnknownKey, token_header, verify_token
+from appkit.auth.jwt import ASYMMETRIC_ALGS, JWKSCache, Principal, UnknownKey, token_header, verify_token
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ class AsyncAuth:
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         alg = token_header(token).get("alg")
         jwks: dict[str, Any] | None = None
-        if alg != "HS256":
+        if alg in ASYMMETRIC_ALGS:
             if not self._jwks.fresh():
                 await self._fetch_jwks()
             jwks = self._jwks.keys

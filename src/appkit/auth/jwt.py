@@ -148,12 +148,18 @@ class JWKSCache:
         self.min_interval = min_interval
         self.keys: dict[str, Any] | None = None
         self.fetched_at: float | None = None
+        self.forced_at: float | None = None
 
     def fresh(self) -> bool:
         return self.keys is not None and self.fetched_at is not None and time.monotonic() - self.fetched_at < self.ttl
 
     def may_refetch(self) -> bool:
-        return self.fetched_at is None or time.monotonic() - self.fetched_at >= self.min_interval
+        """Whether an unknown ``kid`` may trigger a refetch now (at most one per ``min_interval``)."""
+        now = time.monotonic()
+        if self.forced_at is not None and now - self.forced_at < self.min_interval:
+            return False
+        self.forced_at = now
+        return True
 
     def store(self, keys: dict[str, Any]) -> None:
         self.keys = keys
