@@ -714,6 +714,11 @@ class RestApp:
         if req.method not in ("GET", "HEAD", "POST"):
             raise ApiError(405, "PGRST101", "Only GET and POST verbs are allowed for functions")
         overloads = cache.functions.get((schema, name), [])
+        if not overloads:
+            raise ApiError(
+                404, "PGRST202", f"Could not find the function {schema}.{name} in the schema cache",
+                hint="Perhaps you meant to call a different function, or the schema cache is stale.",
+            )
         prefer = self._prefer(req)
         body: Any = None
         if req.method == "POST":
