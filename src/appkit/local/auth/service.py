@@ -860,7 +860,7 @@ class AuthService:
                                                user_agent=req.user_agent)
         if session is None:
             return ok({"msg": "Confirmation link accepted. Please proceed to confirm link sent to the other email",
-                       "code": 200})
+                       "code": "200"})
         return ok(session)
 
     async def verify_get(self, req: Req) -> Response:

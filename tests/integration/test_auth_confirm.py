@@ -1,0 +1,247 @@
+"""The auth service with e-mail/SMS confirmations, asymmetric signing keys, an OAuth
+provider and low rate limits: a second stack with its own config.toml."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from supabase_auth.errors import AuthApiError
+
+from tests.auth_support import admin_client, client, last_message, new_email, new_phone, random_ip
+from tests.support import StackHandle, free_port, start_stack
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """\
+project_id = "appkit-auth-confirm"
+[api]
+port = {api_port}
+[db]
+port = {db_port}
+[auth]
+site_url = "http://localhost:3000"
+additional_redirect_urls = ["https://app.example.com/**"]
+jwt_expiry = 600
+signing_keys_path = "./signing_keys.json"
+[auth.email]
+enable_confirmations = true
+double_confirm_changes = true
+max_frequency = "2s"
+[auth.sms]
+enable_signup = true
+enable_confirmations = true
+template = "Your appkit code is {{{{ .Code }}}}"
+max_frequency = "2s"
+[auth.rate_limit]
+email_sent = 1000
+sms_sent = 1000
+anonymous_users = 1000
+token_refresh = 1000
+sign_in_sign_ups = 5
+token_verifications = 1000
+[auth.external.github]
+enabled = true
+client_id = "gh-client-id"
+secret = "gh-secret"
+[auth.external.google]
+enabled = false
+"""
+
+
+@pytest.fixture(scope="module")
+def cstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+    workdir: Path = tmp_path_factory.mktemp("authconfirm")
+    supa = workdir / "supabase"
+    (supa / "migrations").mkdir(parents=True)
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private))
+    jwk.update({"kid": "appkit-test-rsa", "alg": "RS256"})
+    (supa / "signing_keys.json").write_text(json.dumps([jwk]))
+    (supa / "config.toml").write_text(CONFIG.format(api_port=free_port(), db_port=free_port()))
+    handle = start_stack(workdir)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def c(stack: StackHandle, **kw):  # type: ignore[no-untyped-def]
+    return client(stack, ip=random_ip(), **kw)
+
+
+def test_signup_needs_confirmation_and_tokens_are_rs256(cstack) -> None:  # type: ignore[no-untyped-def]
+    email = new_email()
+    cl = c(cstack)
+    res = cl.sign_up({"email": email, "password": "secret-pass-1"})
+    assert res.session is None and res.user is not None
+    assert res.user.email_confirmed_at is None and res.user.confirmation_sent_at is not None
+    with pytest.raises(AuthApiError) as err:
+        c(cstack).sign_in_with_password({"email": email, "password": "secret-pass-1"})
+    assert (err.value.status, err.value.code) == (400, "email_not_confirmed")
+    msg = last_message(cstack, email, "signup")
+    assert msg["subject"] == "Confirm Your Signup" and msg["otp"] in msg["body"]
+    out = cl.verify_otp({"email": email, "token": msg["otp"], "type": "signup"})
+    assert out.session is not None and out.user is not None and out.user.email_confirmed_at is not None
+    header = jwt.get_unverified_header(out.session.access_token)
+    assert header["alg"] == "RS256" and header["kid"] == "appkit-test-rsa"
+    jwks = httpx.get(f"{cstack.api_url}/auth/v1/.well-known/jwks.json").json()
+    assert [k["kid"] for k in jwks["keys"]] == ["appkit-test-rsa"] and "d" not in jwks["keys"][0]
+    key = jwt.PyJWK(jwks["keys"][0])
+    claims = jwt.decode(out.session.access_token, key.key, algorithms=["RS256"], audience="authenticated")
+    assert claims["sub"] == res.user.id and claims["exp"] - claims["iat"] == 600
+    verified = cl.get_claims()  # the official client verifies against the JWKS
+    assert verified is not None and verified["claims"]["sub"] == res.user.id
+    # HS256 (the project's secret) is still accepted: the service_role key drives the admin API
+    assert admin_client(cstack).get_user_by_id(res.user.id).user.email == email
+    assert c(cstack).sign_in_with_password({"email": email, "password": "secret-pass-1"}).session
+
+
+def test_signup_again_for_confirmed_address_does_not_enumerate(cstack) -> None:  # type: ignore[no-untyped-def]
+    email = new_email()
+    admin_client(cstack).create_user({"email": email, "password": "secret-pass-1", "email_confirm": True})
+    res = c(cstack).sign_up({"email": email, "password": "other-pass-2"})
+    fresh = c(cstack).sign_up({"email": new_email(), "password": "other-pass-2"})
+    assert res.session is None and res.user is not None
+    assert set(res.user.model_dump(exclude_none=True)) <= set(fresh.user.model_dump(exclude_none=True)) | {"email"}
+    # the real user's password was not changed
+    assert c(cstack).sign_in_with_password({"email": email, "password": "secret-pass-1"}).session
+
+
+def test_resend_and_email_frequency_limit(cstack) -> None:  # type: ignore[no-untyped-def]
+    email = new_email()
+    cl = c(cstack)
+    cl.sign_up({"email": email, "password": "secret-pass-1"})
+    first = last_message(cstack, email, "signup")
+    with pytest.raises(AuthApiError) as err:
+        cl.resend({"type": "signup", "email": email})
+    assert (err.value.status, err.value.code) == (429, "over_email_send_rate_limit")
+    time.sleep(2.1)
+    cl.resend({"type": "signup", "email": email})
+    second = last_message(cstack, email, "signup")
+    assert second["id"] != first["id"]
+    with pytest.raises(AuthApiError):  # the first code was replaced
+        c(cstack).verify_otp({"email": email, "token": first["otp"], "type": "signup"})
+    assert c(cstack).verify_otp({"email": email, "token": second["otp"], "type": "signup"}).session
+
+
+def test_email_change_needs_both_confirmations(cstack) -> None:  # type: ignore[no-untyped-def]
+    email, new = new_email(), new_email()
+    admin_client(cstack).create_user({"email": email, "password": "secret-pass-1", "email_confirm": True})
+    cl = c(cstack)
+    cl.sign_in_with_password({"email": email, "password": "secret-pass-1"})
+    upd = cl.update_user({"email": new})
+    assert upd.user.email == email and upd.user.new_email == new
+    to_new = last_message(cstack, new, "email_change")
+    to_current = last_message(cstack, email, "email_change")
+    first = c(cstack).verify_otp({"email": new, "token": to_new["otp"], "type": "email_change"})
+    assert first.session is None
+    r = httpx.get(to_current["link"], follow_redirects=False)
+    fragment = parse_qs(urlsplit(r.headers["location"]).fragment)
+    assert jwt.decode(fragment["access_token"][0], options={"verify_signature": False})["email"] == new
+    me = cl.get_user()
+    assert me is not None and me.user.email == new and me.user.new_email is None
+
+
+def test_phone_signup_with_sms_confirmation_and_otp_sign_in(cstack) -> None:  # type: ignore[no-untyped-def]
+    phone = new_phone()
+    cl = c(cstack)
+    res = cl.sign_up({"phone": "+" + phone, "password": "secret-pass-1"})
+    assert res.session is None and res.user is not None and res.user.phone == phone
+    with pytest.raises(AuthApiError) as err:
+        c(cstack).sign_in_with_password({"phone": "+" + phone, "password": "secret-pass-1"})
+    assert err.value.code == "phone_not_confirmed"
+    sms = last_message(cstack, phone, "sms")
+    assert sms["channel"] == "sms" and sms["body"] == f"Your appkit code is {sms['otp']}"
+    out = cl.verify_otp({"phone": "+" + phone, "token": sms["otp"], "type": "sms"})
+    assert out.session is not None and out.user is not None and out.user.phone_confirmed_at is not None
+    time.sleep(2.1)
+    sent = c(cstack).sign_in_with_otp({"phone": "+" + phone})
+    assert sent.message_id
+    sms2 = last_message(cstack, phone, "sms")
+    again = c(cstack).verify_otp({"phone": phone, "token": sms2["otp"], "type": "sms"})
+    assert again.user is not None and again.user.id == res.user.id
+
+
+def test_pkce_signup_confirmation(cstack) -> None:  # type: ignore[no-untyped-def]
+    email = new_email()
+    cl = c(cstack, flow_type="pkce")
+    cl.sign_up({"email": email, "password": "secret-pass-1",
+                "options": {"email_redirect_to": "https://app.example.com/welcome"}})
+    msg = last_message(cstack, email, "signup")
+    r = httpx.get(msg["link"], follow_redirects=False)
+    location = r.headers["location"]
+    assert location.startswith("https://app.example.com/welcome?code=")
+    out = cl.exchange_code_for_session({"auth_code": parse_qs(urlsplit(location).query)["code"][0]})
+    assert out.session is not None and out.user is not None and out.user.email == email
+
+
+def test_sign_in_rate_limit_per_ip(cstack) -> None:  # type: ignore[no-untyped-def]
+    ip = random_ip()
+    codes = []
+    for _ in range(6):
+        r = httpx.post(f"{cstack.api_url}/auth/v1/token?grant_type=password",
+                       headers={"apikey": cstack.anon_key, "X-Forwarded-For": ip},
+                       json={"email": new_email(), "password": "whatever-1"})
+        codes.append((r.status_code, r.json().get("error_code")))
+    assert codes[:5] == [(400, "invalid_credentials")] * 5
+    assert codes[5] == (429, "over_request_rate_limit")
+    with pytest.raises(AuthApiError) as err:
+        client(cstack, ip=ip).sign_in_with_password({"email": new_email(), "password": "whatever-1"})
+    assert (err.value.status, err.value.code) == (429, "over_request_rate_limit")
+    other = httpx.post(f"{cstack.api_url}/auth/v1/token?grant_type=password",
+                       headers={"apikey": cstack.anon_key, "X-Forwarded-For": random_ip()},
+                       json={"email": new_email(), "password": "whatever-1"})
+    assert other.status_code == 400
+
+
+def test_authorize_redirects_to_configured_provider(cstack) -> None:  # type: ignore[no-untyped-def]
+    cl = c(cstack, flow_type="pkce")
+    url = cl.sign_in_with_oauth({"provider": "github",
+                                 "options": {"redirect_to": "https://app.example.com/after"}}).url
+    r = httpx.get(url, follow_redirects=False)
+    assert r.status_code == 302
+    target = urlsplit(r.headers["location"])
+    assert (target.scheme, target.netloc, target.path) == ("https", "github.com", "/login/oauth/authorize")
+    q = parse_qs(target.query)
+    assert q["client_id"] == ["gh-client-id"] and q["response_type"] == ["code"]
+    assert q["redirect_uri"] == [cstack.api_url + "/auth/v1/callback"]
+    state = jwt.decode(q["state"][0], options={"verify_signature": False})
+    assert state["provider"] == "github" and state["referrer"] == "https://app.example.com/after"
+    assert state["flow_state_id"]
+    cb = httpx.get(f"{cstack.api_url}/auth/v1/callback?state={q['state'][0]}&code=x", follow_redirects=False)
+    assert cb.headers["location"].startswith("https://app.example.com/after#error=")
+    for provider, code in (("google", "provider_disabled"), ("nosuch", "validation_failed")):
+        r = httpx.get(f"{cstack.api_url}/auth/v1/authorize?provider={provider}", follow_redirects=False)
+        assert r.status_code == 400 and r.json()["error_code"] == code
+
+
+def test_settings_reflect_config_and_anonymous_disabled(cstack) -> None:  # type: ignore[no-untyped-def]
+    s = httpx.get(f"{cstack.api_url}/auth/v1/settings", headers={"apikey": cstack.anon_key}).json()
+    assert s["mailer_autoconfirm"] is False and s["phone_autoconfirm"] is False
+    assert s["external"]["github"] is True and s["external"]["google"] is False and s["external"]["phone"] is True
+    with pytest.raises(AuthApiError) as err:
+        c(cstack).sign_in_anonymously()
+    assert (err.value.status, err.value.code) == (422, "anonymous_provider_disabled")
+
+
+def test_invite_link_confirms_and_allows_setting_password(cstack) -> None:  # type: ignore[no-untyped-def]
+    email = new_email("inv")
+    admin_client(cstack).invite_user_by_email(email, {"redirect_to": "https://app.example.com/set-password"})
+    msg = last_message(cstack, email, "invite")
+    assert "redirect_to=https%3A%2F%2Fapp.example.com%2Fset-password" in msg["link"]
+    r = httpx.get(msg["link"], follow_redirects=False)
+    location = r.headers["location"]
+    assert location.startswith("https://app.example.com/set-password#access_token=")
+    fragment = parse_qs(urlsplit(location).fragment)
+    cl = c(cstack)
+    cl.set_session(fragment["access_token"][0], fragment["refresh_token"][0])
+    cl.update_user({"password": "invited-pass-1"})
+    assert c(cstack).sign_in_with_password({"email": email, "password": "invited-pass-1"}).session
