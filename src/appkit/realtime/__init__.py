@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -129,6 +130,9 @@ class AsyncSubscription(Generic[E]):
     def _push(self, item: E) -> None:
         self._queue.put_nowait(item)
 
+    def _end(self) -> None:
+        self._queue.put_nowait(_END)
+
     async def start(self) -> AsyncSubscription[E]:
         if self.channel is not None:
             return self
@@ -141,8 +145,8 @@ class AsyncSubscription(Generic[E]):
             result.setdefault("state", state)
             result.setdefault("error", error)
             if state in (RealtimeSubscribeStates.CHANNEL_ERROR, RealtimeSubscribeStates.CLOSED) and \
-                    result.get("state") == RealtimeSubscribeStates.SUBSCRIBED:
-                self._queue.put_nowait(_END)
+                    result.get("state") == RealtimeSubscribeStates.SUBSCRIBED and not self._closed:
+                self._end()
 
         try:
             await channel.subscribe(on_state)
@@ -181,7 +185,7 @@ class AsyncSubscription(Generic[E]):
 
     async def aclose(self) -> None:
         self._closed = True
-        self._queue.put_nowait(_END)
+        self._end()
         if self.channel is not None:
             channel, self.channel = self.channel, None
             await self._realtime._remove(channel)
@@ -262,8 +266,10 @@ class AsyncRealtime:
         def setup(channel: AsyncRealtimeChannel, push: Callable[[Change[M]], None]) -> None:
             def on_change(payload: Any) -> None:
                 data = payload.get("data", payload) if isinstance(payload, dict) else {}
+                kind = data.get("type") or data.get("eventType") or ""
+                kind = kind.value if isinstance(kind, enum.Enum) else str(kind)
                 push(Change(
-                    event=str(data.get("type") or data.get("eventType") or "").upper(),  # type: ignore[arg-type]
+                    event=kind.upper(),  # type: ignore[arg-type]
                     table=data.get("table", table),
                     schema=data.get("schema", schema),
                     commit_timestamp=data.get("commit_timestamp"),
@@ -369,6 +375,7 @@ class Subscription(Generic[E]):
         async def go() -> AsyncSubscription[E]:
             inner = self._make()
             inner._push = self._queue.put_nowait  # type: ignore[method-assign]
+            inner._end = lambda: self._queue.put_nowait(_END)  # type: ignore[method-assign]
             return await inner.start()
 
         self._inner = self._owner._thread().run(go())
