@@ -278,7 +278,8 @@ class AsyncRealtime:
                     raw=dict(data),
                 ))
 
-            channel.on_postgres_changes(RealtimePostgresChangesListenEvent(events), on_change, table=table, schema=schema, filter=flt)
+            channel.on_postgres_changes(RealtimePostgresChangesListenEvent(events), on_change,
+                                        table=table, schema=schema, filter=flt)
 
         return AsyncSubscription(self, topic or f"appkit:{schema}:{table}:{id(setup)}", setup)
 
