@@ -1,0 +1,1 @@
+"""Framework integrations (``appkit.integrations.fastapi``)."""
