@@ -593,13 +593,14 @@ class StorageAPI:
                 raise E.invalid_request("Invalid cursor") from None
         keyset = column == "name" and order == "asc"
         sort_expr = f'k collate "C" {order}' if column == "name" else f"{column} {order} nulls last, k collate \"C\""
-        params: dict[str, Any] = {"b": bucket_id, "p": prefix, "pl": len(prefix), "lim": limit + 1,
-                                  "after": after_key if keyset else None, "off": 0 if keyset else offset}
+        params: dict[str, Any] = {"b": bucket_id, "pat": _like_escape(prefix) + "%", "pl": len(prefix),
+                                  "lim": limit, "lim1": limit + 1, "after": after_key if keyset else None,
+                                  "off": 0 if keyset else offset}
         entries = """
             with m as (
               select name, id, updated_at, created_at, last_accessed_at, metadata,
                      strpos(substr(name, %(pl)s + 1), '/') as slash
-              from storage.objects where bucket_id = %(b)s and left(name, %(pl)s) = %(p)s
+              from storage.objects where bucket_id = %(b)s and (name collate "C") like %(pat)s
             ), e as (
         """
         if delimited:
@@ -616,26 +617,33 @@ class StorageAPI:
               select name as k, false as folder, id, updated_at, created_at, last_accessed_at, metadata from m
             )"""
         query = entries + f"""
-            select coalesce(json_agg(x), '[]'::json)::text as body from (
-              select * from e where (%(after)s::text is null or k collate "C" > %(after)s)
-              order by {sort_expr} limit %(lim)s offset %(off)s
-            ) x
+            select count(*) > %(lim)s as has_next,
+                   max(k) filter (where rn = %(lim)s) as last_key,
+                   coalesce(json_agg(json_build_object('key', k, 'name', k) order by rn)
+                            filter (where folder and rn <= %(lim)s), '[]'::json)::text as folders,
+                   coalesce(json_agg(json_build_object(
+                              'id', id, 'key', k, 'name', k, 'updated_at', updated_at, 'created_at', created_at,
+                              'last_accessed_at', last_accessed_at, 'metadata', metadata) order by rn)
+                            filter (where not folder and rn <= %(lim)s), '[]'::json)::text as objects
+            from (
+              select p.*, row_number() over () as rn from (
+                select * from e where (%(after)s::text is null or k collate "C" > %(after)s)
+                order by {sort_expr} limit %(lim1)s offset %(off)s
+              ) p
+            ) t
         """
         async with self.database.as_caller(caller, "POST") as conn:
             row = await (await conn.execute(query, params)).fetchone()
         assert row is not None
-        items = json.loads(row["body"])
-        has_next = len(items) > limit
-        items = items[:limit]
-        folders = [{"key": i["k"], "name": i["k"]} for i in items if i["folder"]]
-        objects = [{"id": i["id"], "key": i["k"], "name": i["k"], "updated_at": i["updated_at"],
-                    "created_at": i["created_at"], "last_accessed_at": i["last_accessed_at"],
-                    "metadata": i["metadata"]} for i in items if not i["folder"]]
-        result: dict[str, Any] = {"hasNext": has_next, "folders": folders, "objects": objects}
+        has_next = bool(row["has_next"])
+        cursor_json = ""
         if has_next:
-            token = {"k": items[-1]["k"]} if keyset else {"o": offset + limit}
-            result["nextCursor"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
-        return json_response(result)
+            token = {"k": row["last_key"]} if keyset else {"o": offset + limit}
+            cursor_json = ',"nextCursor":' + json.dumps(
+                base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("="))
+        body_text = (f'{{"hasNext":{"true" if has_next else "false"},"folders":{row["folders"]},'
+                     f'"objects":{row["objects"]}{cursor_json}}}')
+        return Response(body_text.encode(), media_type="application/json")
 
     # -- removing, moving, copying -----------------------------------------------------------------------
     async def delete_one(self, request: Request) -> Response:

@@ -75,7 +75,7 @@ class _TempWriter:
         self.size = 0
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.size += len(data)
         if self.size > self.limit:
             raise E.entity_too_large()
@@ -149,7 +149,7 @@ async def ingest_multipart(chunks: AsyncIterator[bytes], temp: Path, *, content_
                     if current == "file":
                         file_done = True
                     current = None
-                elif isinstance(ev, bytes):
+                elif isinstance(ev, bytes | memoryview):
                     if current == "file":
                         assert writer is not None
                         writer.write(ev)

@@ -64,74 +64,123 @@ class MultipartParser:
         self.delimiter = b"\r\n--" + boundary
         # the first delimiter may open the body without a preceding CRLF
         self.buf = bytearray(b"\r\n")
+        self.tail = b""  # in a body: the last bytes that may start a delimiter
         self.state = self._PREAMBLE
 
     @property
     def done(self) -> bool:
         return self.state == self._END
 
-    def feed(self, data: bytes) -> list[Part | bytes | End]:
-        events: list[Part | bytes | End] = []
-        if self.state == self._END:
-            return events
-        self.buf += data
-        while True:
-            if self.state == self._PREAMBLE:
-                i = self.buf.find(self.delimiter)
-                if i < 0:
-                    keep = len(self.delimiter) - 1
-                    if len(self.buf) > keep:
-                        del self.buf[: len(self.buf) - keep]
+    def feed(self, data: bytes) -> list[Part | bytes | memoryview | End]:
+        events: list[Part | bytes | memoryview | End] = []
+        while self.state != self._END:
+            if self.state == self._BODY:
+                rest = self._body(data, events)
+                if rest is None:
                     return events
-                del self.buf[: i + len(self.delimiter)]
-                self.state = self._AFTER_BOUNDARY
-            elif self.state == self._AFTER_BOUNDARY:
-                j = 0
-                while j < len(self.buf) and self.buf[j] in b" \t":
-                    j += 1
-                if len(self.buf) - j < 2:
-                    if len(self.buf) > 1024:
-                        raise MultipartError("malformed multipart delimiter")
-                    return events
-                marker = bytes(self.buf[j: j + 2])
-                if marker == b"--":
-                    self.state = self._END
-                    self.buf.clear()
-                    events.append(END)
-                    return events
-                if marker != b"\r\n":
-                    raise MultipartError("malformed multipart delimiter")
-                del self.buf[: j + 2]
-                self.state = self._HEADERS
-            elif self.state == self._HEADERS:
-                if self.buf.startswith(b"\r\n"):
-                    block = b""
-                    del self.buf[:2]
-                else:
-                    i = self.buf.find(b"\r\n\r\n")
-                    if i < 0:
-                        if len(self.buf) > MAX_HEADER_BYTES:
-                            raise MultipartError("multipart part headers too large")
-                        return events
-                    block = bytes(self.buf[:i])
-                    del self.buf[: i + 4]
-                events.append(self._part(block))
-                self.state = self._BODY
-            elif self.state == self._BODY:
-                i = self.buf.find(self.delimiter)
-                if i < 0:
-                    keep = len(self.delimiter) - 1
-                    if len(self.buf) > keep:
-                        cut = len(self.buf) - keep
-                        events.append(bytes(self.buf[:cut]))
-                        del self.buf[:cut]
-                    return events
-                if i:
-                    events.append(bytes(self.buf[:i]))
-                del self.buf[: i + len(self.delimiter)]
-                self.state = self._AFTER_BOUNDARY
-            else:  # pragma: no cover - _END handled above
+                data = b""
+                self.buf += rest
+                continue
+            if data:
+                self.buf += data
+                data = b""
+            if not self._step(events):
                 return events
+            if self.state == self._BODY:
+                data = bytes(self.buf)
+                self.buf.clear()
+        return events
+
+    def _body(self, data: bytes, events: list[Part | bytes | memoryview | End]) -> bytes | None:
+        """Emit body bytes; return what follows the closing delimiter, or None when more is needed."""
+        delim = self.delimiter
+        keep = len(delim) - 1
+        tail = self.tail
+        if tail:
+            if len(data) < len(delim):
+                joined = tail + data
+                i = joined.find(delim)
+                if i >= 0:
+                    if i:
+                        events.append(joined[:i])
+                    self.tail = b""
+                    self.state = self._AFTER_BOUNDARY
+                    return joined[i + len(delim):]
+                cut = max(len(joined) - keep, 0)
+                if cut:
+                    events.append(joined[:cut])
+                self.tail = joined[cut:]
+                return None
+            # a delimiter that starts inside the tail ends within the first len(delim)-1 bytes of data
+            joint = tail + data[:keep]
+            i = joint.find(delim)
+            if 0 <= i < len(tail):
+                if i:
+                    events.append(tail[:i])
+                self.tail = b""
+                self.state = self._AFTER_BOUNDARY
+                return data[i + len(delim) - len(tail):]
+            events.append(tail)
+            self.tail = b""
+        i = data.find(delim)
+        if i >= 0:
+            if i:
+                events.append(memoryview(data)[:i])
+            self.state = self._AFTER_BOUNDARY
+            return data[i + len(delim):]
+        if len(data) > keep:
+            events.append(memoryview(data)[: len(data) - keep])
+            self.tail = data[len(data) - keep:]
+        else:
+            self.tail = data
+        return None
+
+    def _step(self, events: list[Part | bytes | memoryview | End]) -> bool:
+        """Advance through delimiters and part headers held in ``buf``; False when more data is needed."""
+        if self.state == self._PREAMBLE:
+            i = self.buf.find(self.delimiter)
+            if i < 0:
+                keep = len(self.delimiter) - 1
+                if len(self.buf) > keep:
+                    del self.buf[: len(self.buf) - keep]
+                return False
+            del self.buf[: i + len(self.delimiter)]
+            self.state = self._AFTER_BOUNDARY
+            return True
+        if self.state == self._AFTER_BOUNDARY:
+            j = 0
+            while j < len(self.buf) and self.buf[j] in b" \t":
+                j += 1
+            if len(self.buf) - j < 2:
+                if len(self.buf) > 1024:
+                    raise MultipartError("malformed multipart delimiter")
+                return False
+            marker = bytes(self.buf[j: j + 2])
+            if marker == b"--":
+                self.state = self._END
+                self.buf.clear()
+                events.append(END)
+                return True
+            if marker != b"\r\n":
+                raise MultipartError("malformed multipart delimiter")
+            del self.buf[: j + 2]
+            self.state = self._HEADERS
+            return True
+        # headers
+        if self.buf.startswith(b"\r\n"):
+            block = b""
+            del self.buf[:2]
+        else:
+            i = self.buf.find(b"\r\n\r\n")
+            if i < 0:
+                if len(self.buf) > MAX_HEADER_BYTES:
+                    raise MultipartError("multipart part headers too large")
+                return False
+            block = bytes(self.buf[:i])
+            del self.buf[: i + 4]
+        events.append(self._part(block))
+        self.state = self._BODY
+        return True
 
     @staticmethod
     def _part(block: bytes) -> Part:
