@@ -348,6 +348,16 @@ def reset_database(paths: StackPaths, *, db_port: int | None = None) -> str:
     try:
         admin = db_url.rsplit("/", 1)[0] + "/template1"
         with psycopg.connect(admin, autocommit=True) as conn:
+            # no new sessions while we reset; logical slots (realtime) pin the database:
+            # end their users, then drop them
+            conn.execute("alter database postgres allow_connections false")
+            conn.execute(
+                "select pg_terminate_backend(active_pid, 5000) from pg_replication_slots "
+                "where database = 'postgres' and active_pid is not null"
+            )
+            conn.execute(
+                "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = 'postgres'"
+            )
             conn.execute("drop database if exists postgres with (force)")
             conn.execute("create database postgres")
         stack.prepare_database(db_url)
