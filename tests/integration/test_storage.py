@@ -365,6 +365,13 @@ def test_public_urls_range_and_transform(stack: StackHandle, admin: Any) -> None
     admin.from_(OTHER).upload("pub/hidden.txt", b"h")
     r = httpx.get(admin.from_(OTHER).get_public_url("pub/hidden.txt"))
     assert r.status_code == 400 and r.json()["statusCode"] == "404"
+    # info and HEAD without a JWT: public buckets answer, private ones do not exist
+    r = httpx.get(storage_url(stack) + f"object/info/{PUB}/pub/img.png")
+    assert r.status_code == 200 and r.json()["size"] == 10
+    assert httpx.head(storage_url(stack) + f"object/{PUB}/pub/img.png").status_code == 200
+    r = httpx.get(storage_url(stack) + f"object/info/{OTHER}/pub/hidden.txt")
+    assert r.json()["statusCode"] == "404" and r.json()["error"] == "Bucket not found"
+    assert httpx.head(storage_url(stack) + f"object/{OTHER}/pub/hidden.txt").status_code == 400
 
 
 # -- bad input: nothing written ---------------------------------------------------------------------------

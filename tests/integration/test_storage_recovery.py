@@ -23,6 +23,7 @@ file_size_limit = "100KiB"
 allowed_mime_types = ["image/png", "image/*"]
 
 [storage.buckets.cfg-private]
+objects_path = "./seed-files"
 """
 
 
@@ -30,6 +31,10 @@ allowed_mime_types = ["image/png", "image/*"]
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("storage-recovery")
     write_project(path, extra_config=EXTRA)
+    seed = path / "supabase" / "seed-files"
+    (seed / "docs").mkdir(parents=True)
+    (seed / "docs" / "readme.md").write_text("# seeded")
+    (seed / "logo.png").write_bytes(b"\x89PNG fake")
     return path
 
 
@@ -49,6 +54,9 @@ def test_config_buckets_and_orphan_cleanup(workdir: Path) -> None:
         with pytest.raises(StorageApiError) as exc:
             admin.from_("cfg-images").upload("a.txt", b"x", {"content-type": "text/plain"})
         assert str(exc.value.status) == "415"
+        seeded = admin.from_("cfg-private")
+        assert seeded.download("docs/readme.md") == b"# seeded"
+        assert seeded.info("logo.png")["content_type"] == "image/png"
         admin.from_("cfg-private").upload("keep.txt", b"kept")
         admin.from_("cfg-private").upload("lose-file.txt", b"file will vanish")
         with psycopg.connect(stack.db_url, autocommit=True) as conn:

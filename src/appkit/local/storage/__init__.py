@@ -8,7 +8,11 @@ Bytes live under ``<data_dir>/storage`` (see :mod:`appkit.local.storage.paths`).
 from __future__ import annotations
 
 import logging
+import mimetypes
+import os
+import shutil
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,8 +23,9 @@ from starlette.routing import Route
 from appkit.local.context import StackContext
 from appkit.local.storage import errors as E
 from appkit.local.storage.api import StorageAPI
-from appkit.local.storage.db import StorageDB
-from appkit.local.storage.paths import DiskStore, check_bucket_id, is_version
+from appkit.local.storage.db import Caller, StorageDB
+from appkit.local.storage.files import DEFAULT_MIME, Ingested
+from appkit.local.storage.paths import DiskStore, check_bucket_id, is_version, key_problem
 from appkit.local.storage.tus import TusUploads
 
 log = logging.getLogger("appkit.local.storage")
@@ -121,6 +126,35 @@ class StorageService:
                     " file_size_limit = excluded.file_size_limit,"
                     " allowed_mime_types = excluded.allowed_mime_types, updated_at = now()",
                     (name, name, cfg.public, cfg.file_size_limit, cfg.allowed_mime_types))
+        for name, cfg in buckets.items():
+            if cfg.objects_path:
+                await self.seed_objects(name, self.ctx.project_dir / "supabase" / cfg.objects_path)
+
+    async def seed_objects(self, bucket_id: str, directory: Path) -> None:
+        """Upload the files under ``objects_path`` that the bucket does not hold yet (keys = relative paths)."""
+        if not directory.is_dir():
+            log.warning("storage: objects_path %s of bucket %s is not a directory", directory, bucket_id)
+            return
+        rows = await self.api.database.admin_all("select name from storage.objects where bucket_id = %s",
+                                                 (bucket_id,))
+        present = {r["name"] for r in rows}
+        owner = Caller("service_role", {"role": "service_role"})
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            key = path.relative_to(directory).as_posix()
+            if key in present or key_problem(key) is not None:
+                continue
+            temp = self.store.temp_path()
+            shutil.copyfile(path, temp)
+            with open(temp, "rb") as f:
+                os.fsync(f.fileno())
+            mimetype = mimetypes.guess_type(path.name)[0] or DEFAULT_MIME
+            ing = Ingested(temp, temp.stat().st_size, mimetype, "max-age=3600")
+            try:
+                await self.api.commit_file(ing, bucket_id, key, db_caller=None, owner=owner, upsert=False,
+                                           method="POST")
+            except E.StorageError as exc:
+                temp.unlink(missing_ok=True)
+                log.warning("storage: could not seed %s/%s: %s", bucket_id, key, exc.message)
 
     async def clean_orphans(self) -> dict[str, int]:
         """Crash recovery: temp files, files without a row, and (embedded database) rows without a file."""

@@ -140,13 +140,13 @@ class StorageAPI:
             token = request.headers.get("apikey", "").strip()
         if not token:
             if allow_anon:
-                return Caller("anon", {"role": "anon"})
+                return Caller("anon", {"role": "anon"}, verified=False)
             raise E.access_denied("jwt must be provided")
         try:
             claims = self.ctx.keys.verify(token)
         except AuthError as exc:
             if allow_anon:
-                return Caller("anon", {"role": "anon"})
+                return Caller("anon", {"role": "anon"}, verified=False)
             raise E.access_denied("jwt expired" if exc.code == "jwt_expired" else "invalid signature") from None
         role = claims.get("role")
         if not isinstance(role, str) or not role:
@@ -474,11 +474,25 @@ class StorageAPI:
             raise
 
     async def download(self, request: Request) -> Response:
-        caller = self.caller(request, allow_anon=request.method == "HEAD")
         bucket_id, key = request.path_params["bucket"], request.path_params["key"]
+        if request.method == "HEAD":
+            row = await self._find_for_info(request, bucket_id, key, allow_anon=True)
+            return self.serve(request, row, head=True)
+        caller = self.caller(request)
         check_key(key)
         row = await self.find_object(caller, bucket_id, key)
-        return self.serve(request, row, head=request.method == "HEAD")
+        return self.serve(request, row, head=False)
+
+    async def _find_for_info(self, request: Request, bucket_id: str, key: str, *, allow_anon: bool
+                             ) -> dict[str, Any]:
+        """Storage's info/HEAD lookup: public buckets are read as the storage admin, others under RLS."""
+        caller = self.caller(request, allow_anon=allow_anon)
+        check_key(key)
+        bucket = await self.bucket_admin(bucket_id)
+        authenticated = caller.verified
+        if bucket is None or (not authenticated and not bucket["public"]):
+            raise E.no_such_bucket()
+        return await self.find_object(None if bucket["public"] else caller, bucket_id, key)
 
     async def download_public(self, request: Request) -> Response:
         bucket_id, key = request.path_params["bucket"], request.path_params["key"]
@@ -502,15 +516,14 @@ class StorageAPI:
 
     async def _info(self, request: Request, mode: str) -> Response:
         bucket_id, key = request.path_params["bucket"], request.path_params["key"]
-        check_key(key)
         if mode == "public":
+            check_key(key)
             bucket = await self.bucket_admin(bucket_id)
             if bucket is None or not bucket["public"]:
                 raise E.no_such_bucket()
             row = await self.find_object(None, bucket_id, key)
         else:
-            caller = self.caller(request, allow_anon=mode == "default")
-            row = await self.find_object(caller, bucket_id, key)
+            row = await self._find_for_info(request, bucket_id, key, allow_anon=mode == "default")
         return json_response(self.info_json(row))
 
     async def info(self, request: Request) -> Response:

@@ -38,6 +38,8 @@ class Caller:
 
     role: str
     claims: dict[str, Any] = field(default_factory=dict)
+    #: False when no valid JWT came with the request (routes that fall back to anon)
+    verified: bool = True
 
     @property
     def sub(self) -> str | None:
