@@ -1,0 +1,2 @@
+-- Runs after the migrations on the first `appkit start` / `appkit dev` and on
+-- `appkit db reset`, in one transaction.
