@@ -206,6 +206,8 @@ class ChangeFeed:
         self.decoder = PgOutputDecoder()
         self._typnames: dict[int, str] = {}
         self._publications: list[str] = []
+        self._last_lsn = ""
+        self._wait_fn = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -220,8 +222,13 @@ class ChangeFeed:
         cur = await conn.execute(
             "select pubname from pg_publication where pubname = any(%s)", (list(PUBLICATIONS),))
         self._publications = [str(r[0]) for r in await cur.fetchall()]
+        cur = await conn.execute(
+            "select to_regprocedure('realtime.appkit_wait_for_wal(pg_lsn,float8,float8)') is not null")
+        row = await cur.fetchone()
+        self._wait_fn = bool(row and row[0])
         await conn.execute("select pg_create_logical_replication_slot(%s, 'pgoutput', true)", (self.slot,))
         self.decoder = PgOutputDecoder()
+        self._last_lsn = ""
         self._conn = conn
         self._ready.set()
 
@@ -289,7 +296,19 @@ class ChangeFeed:
             rel.pk = list(zip(list(row[1]), list(row[2]), strict=False))
         rel.checked_at = time.monotonic()
 
+    async def _wal_moved(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """A cheap check before decoding: has anything been written to the WAL since?"""
+        cur = await conn.execute("select pg_current_wal_flush_lsn()::text")
+        row = await cur.fetchone()
+        lsn = str(row[0]) if row else ""
+        if lsn == self._last_lsn:
+            return False
+        self._last_lsn = lsn
+        return True
+
     async def _poll_once(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        if not await self._wal_moved(conn):
+            return 0
         options: list[str] = ["proto_version", "1", "publication_names", ",".join(self._publications)]
         cur = await conn.execute(
             "select data from pg_logical_slot_get_binary_changes(%s, null, 2000, "
@@ -309,6 +328,8 @@ class ChangeFeed:
                 if now - change.relation.checked_at > 2.0:
                     await self._describe(conn, change.relation)
             await self.handler(batch)
+        if rows:
+            self._last_lsn = ""  # more may be pending: decode again without the check
         return len(rows)
 
     async def _run(self) -> None:
@@ -324,6 +345,11 @@ class ChangeFeed:
                 self._wake.clear()
                 n = await self._poll_once(conn)
                 if n:
+                    continue
+                if self.active() and self._wait_fn:
+                    await conn.execute(
+                        "select realtime.appkit_wait_for_wal(%s::pg_lsn, 0.25, %s)",
+                        (self._last_lsn or "0/0", self.poll_interval))
                     continue
                 interval = self.poll_interval if self.active() else self.idle_interval
                 with contextlib.suppress(TimeoutError):

@@ -47,7 +47,7 @@ class Limits:
     max_payload_bytes: int = 3000 * 1024
     max_presence_payload_bytes: int = 10 * 1024
     queue_size: int = 4096
-    poll_interval_ms: float = 5.0
+    poll_interval_ms: float = 2.0
     idle_poll_interval_ms: float = 500.0
 
     @classmethod
@@ -259,7 +259,7 @@ class RealtimeService:
             self.ctx.db_url, self.on_changes,
             poll_interval=self.limits.poll_interval_ms / 1000,
             idle_interval=self.limits.idle_poll_interval_ms / 1000,
-            active=lambda: bool(self.topics),
+            active=lambda: bool(self.pg_channels),
         )
         await self.feed.start()
 
@@ -478,6 +478,8 @@ class RealtimeService:
         if response_bindings:
             if binding_error is None:
                 self.pg_channels.add(ch)
+                if self.feed is not None:
+                    self.feed.wake()
                 conn.system(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL")
             else:
                 ch.bindings = []

@@ -58,3 +58,23 @@ begin
 end
 $$;
 revoke all on function realtime.appkit_visible_to(regclass, text[], regtype[], text[], jsonb[]) from public;
+
+-- Block (server-side, without round trips) until the WAL moves past `since` or the
+-- timeout passes; the service calls this between decoding polls while it has
+-- postgres_changes subscribers, so a new commit is noticed within `step_s`.
+create or replace function realtime.appkit_wait_for_wal(since pg_lsn, timeout_s float8, step_s float8)
+returns pg_lsn language plpgsql as $$
+declare
+  deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+  cur pg_lsn;
+begin
+  loop
+    cur := pg_current_wal_flush_lsn();
+    if cur <> since or clock_timestamp() >= deadline then
+      return cur;
+    end if;
+    perform pg_sleep(step_s);
+  end loop;
+end
+$$;
+revoke all on function realtime.appkit_wait_for_wal(pg_lsn, float8, float8) from public;
