@@ -25,7 +25,7 @@ db_app = typer.Typer(help="Database migrations: migrate, status, reset, new.", n
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
-def _target(paths: StackPaths, db_url: str | None) -> str:
+def target_db_url(paths: StackPaths, db_url: str | None) -> str:
     if db_url:
         return db_url
     info = read_info(paths)
@@ -40,7 +40,7 @@ def migrate(workdir: WorkdirOption = None, db_url: DbUrlOption = None) -> None:
     """Apply pending migrations from supabase/migrations, each in its own transaction."""
     paths = resolve_workdir(workdir)
     migrations = discover_migrations(paths.migrations_dir)
-    runner = MigrationRunner(_target(paths, db_url))
+    runner = MigrationRunner(target_db_url(paths, db_url))
     applied = runner.apply(migrations)
     for mig in applied:
         console.print(f"Applied [bold]{mig.path.name}[/]")
@@ -55,7 +55,7 @@ def status(
 ) -> None:
     """List local and applied migrations: applied, pending, drift or remote only."""
     paths = resolve_workdir(workdir)
-    rows = MigrationRunner(_target(paths, db_url)).status(discover_migrations(paths.migrations_dir))
+    rows = MigrationRunner(target_db_url(paths, db_url)).status(discover_migrations(paths.migrations_dir))
     if json_out:
         import json
 
