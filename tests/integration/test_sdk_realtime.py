@@ -116,5 +116,11 @@ def test_sync_thread_backed_iterator(stack: StackHandle, app) -> None:  # type: 
             for change in stream:
                 assert change.new is not None and change.new.body == "second"
                 break
+        with me.realtime.presence(f"sync-{uuid.uuid4().hex[:6]}", key="me") as presence:
+            presence.track({"status": "here"})
+            for _ in range(10):
+                if "me" in presence.get(timeout=10).state:
+                    break
+            assert presence.state()["me"][0]["status"] == "here"
     finally:
         me.realtime.close()

@@ -52,6 +52,7 @@ class AsyncAppKit:
         self._owner = True
         self._jwks = JWKSCache()
         self._realtime: AsyncRealtime | None = None
+        self._admin: AsyncAppKit | None = None
 
     @classmethod
     def from_env(cls, *, transport: httpx.AsyncBaseTransport | None = None, **overrides: Any) -> AsyncAppKit:
@@ -66,6 +67,7 @@ class AsyncAppKit:
         obj._owner = False
         obj._jwks = parent._jwks
         obj._realtime = None
+        obj._admin = None
         return obj
 
     @property
@@ -102,7 +104,9 @@ class AsyncAppKit:
     @property
     def admin(self) -> AsyncAppKit:
         """A client acting as the service role (bypasses RLS). Keep it on the server."""
-        return AsyncAppKit._derived(self, AsyncScope(self._core, "service_role"))
+        if self._admin is None:
+            self._admin = AsyncAppKit._derived(self, AsyncScope(self._core, "service_role"))
+        return self._admin
 
     @property
     def auth(self) -> AsyncAuth:
@@ -134,6 +138,8 @@ class AsyncAppKit:
         """Close the shared HTTP connections (only the root client owns them)."""
         if self._realtime is not None:
             await self._realtime.aclose()
+        if self._admin is not None and self._admin._realtime is not None:
+            await self._admin._realtime.aclose()
         if self._owner:
             await self._core.aclose()
 

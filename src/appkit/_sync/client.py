@@ -53,6 +53,7 @@ class AppKit:
         self._owner = True
         self._jwks = JWKSCache()
         self._realtime: Realtime | None = None
+        self._admin: AppKit | None = None
 
     @classmethod
     def from_env(cls, *, transport: httpx.BaseTransport | None = None, **overrides: Any) -> AppKit:
@@ -67,6 +68,7 @@ class AppKit:
         obj._owner = False
         obj._jwks = parent._jwks
         obj._realtime = None
+        obj._admin = None
         return obj
 
     @property
@@ -103,7 +105,9 @@ class AppKit:
     @property
     def admin(self) -> AppKit:
         """A client acting as the service role (bypasses RLS). Keep it on the server."""
-        return AppKit._derived(self, Scope(self._core, "service_role"))
+        if self._admin is None:
+            self._admin = AppKit._derived(self, Scope(self._core, "service_role"))
+        return self._admin
 
     @property
     def auth(self) -> Auth:
@@ -135,6 +139,8 @@ class AppKit:
         """Close the shared HTTP connections (only the root client owns them)."""
         if self._realtime is not None:
             self._realtime.close()
+        if self._admin is not None and self._admin._realtime is not None:
+            self._admin._realtime.close()
         if self._owner:
             self._core.close()
 

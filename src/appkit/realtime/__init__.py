@@ -420,6 +420,25 @@ class Subscription(Generic[E]):
         self.close()
 
 
+class Presence(Subscription[PresenceEvent]):
+    """Sync presence: ``track(state)``, ``untrack()``, ``state()``; iterate its events."""
+
+    def track(self, state: dict[str, Any]) -> None:
+        self.start()
+        inner = self._inner
+        assert isinstance(inner, AsyncPresence)
+        self._owner._thread().run(inner.track(state))
+
+    def untrack(self) -> None:
+        inner = self._inner
+        if isinstance(inner, AsyncPresence):
+            self._owner._thread().run(inner.untrack())
+
+    def state(self) -> dict[str, list[dict[str, Any]]]:
+        inner = self._inner
+        return inner.state() if isinstance(inner, AsyncPresence) else {}
+
+
 class Realtime:
     """Sync realtime: the async client on a background thread (one per ``Realtime``)."""
 
@@ -458,6 +477,9 @@ class Realtime:
     def send(self, topic: str, event: str, payload: dict[str, Any]) -> None:
         self._thread().run(self._inner().send(topic, event, payload))
 
+    def presence(self, topic: str, *, key: str = "") -> Presence:
+        return Presence(self, lambda: self._inner().presence(topic, key=key))
+
     def close(self) -> None:
         if self._loop_thread is not None:
             if self._async is not None:
@@ -468,7 +490,7 @@ class Realtime:
 
 
 __all__ = [
-    "AsyncPresence", "AsyncRealtime", "AsyncSubscription", "Broadcast", "Change", "PresenceEvent",
+    "AsyncPresence", "AsyncRealtime", "AsyncSubscription", "Broadcast", "Change", "Presence", "PresenceEvent",
     "Realtime", "Subscription", "realtime_filter",
 ]
 _ = Model
