@@ -60,6 +60,8 @@ def test_upload_download_list_sign_remove(app: AppKit, bucket: str, tmp_path: Pa
         me.files.upload(bucket, f"{uid}/a.txt", b"again")
     me.files.upload(bucket, f"{uid}/a.txt", b"replaced", upsert=True)
     assert me.files.download(bucket, f"{uid}/a.txt") == b"replaced"
+    me.files.update(bucket, f"{uid}/a.txt", b"updated", content_type="text/plain")
+    assert me.files.download(bucket, f"{uid}/a.txt") == b"updated"
     me.files.move(bucket, f"{uid}/b.bin", f"{uid}/moved.bin")
     me.files.copy(bucket, f"{uid}/moved.bin", f"{uid}/copy.bin")
     assert me.files.download(bucket, f"{uid}/copy.bin") == b"\x00\x01\x02"
