@@ -220,7 +220,9 @@ def main() -> None:
 
     mb = size / 1024**2
     copy_tp = mb / copy_s
-    print(f"\nStorage benchmark: {mb:,.0f} MiB file, {args.objects:,} objects (+{args.objects:,} elsewhere)\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nStorage benchmark: {mb:,.0f} MiB file, {args.objects:,} objects (+{args.objects:,} elsewhere);"
+          f" {os.cpu_count()} CPUs, load average at the end {load}\n")
     print("| transfer | throughput | vs raw copy | server RSS growth |")
     print("|---|---|---|---|")
     print(f"| raw disk copy (baseline: read + write + fsync) | {copy_tp:,.0f} MB/s | 1.00 | - |")

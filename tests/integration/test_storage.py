@@ -177,6 +177,11 @@ def test_invalid_jwt(stack: StackHandle) -> None:
     with pytest.raises(StorageApiError) as exc:
         sync_client(stack, expired).from_(PUB).list()
     assert _err(exc) == ("403", "Unauthorized", "jwt expired")
+    # a validly signed JWT naming a role authenticator cannot become is refused by Postgres
+    superuser = jwt.encode({"role": "postgres", "exp": int(time.time()) + 60}, stack.jwt_secret, algorithm="HS256")
+    with pytest.raises(StorageApiError) as exc:
+        sync_client(stack, superuser).list_buckets()
+    assert _err(exc)[0] == "403"
 
 
 # -- objects as service role ---------------------------------------------------------------------------------
