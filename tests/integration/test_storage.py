@@ -410,9 +410,13 @@ def test_upload_errors_write_nothing(stack: StackHandle, admin: Any) -> None:
     r = httpx.post(storage_url(stack) + f"object/{LIM}/mp2.png", content=b"garbage",
                    headers={**h, "content-type": "multipart/form-data"})
     assert r.status_code == 400 and r.json()["code"] == "InvalidRequest"
+    endless_preamble = b"x" * (2 * 1024 * 1024) + bad_multipart
+    r = httpx.post(storage_url(stack) + f"object/{LIM}/mp3.png", content=endless_preamble,
+                   headers={**h, "content-type": "multipart/form-data; boundary=XYZ"})
+    assert r.status_code == 400 and r.json()["statusCode"] == "413"
     r = httpx.post(storage_url(stack) + f"object/list/{PUB}", content=b"{not json", headers=h)
     assert r.status_code == 400 and r.json()["statusCode"] == "400"
-    for name in ("big.png", "doc.txt", "raw.png", "mp.png", "mp2.png"):
+    for name in ("big.png", "doc.txt", "raw.png", "mp.png", "mp2.png", "mp3.png"):
         assert _row(stack, LIM, name) is None
     assert _no_temp_files(stack)
 

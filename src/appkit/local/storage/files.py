@@ -22,6 +22,8 @@ from appkit.local.storage.multipart import END, MultipartError, MultipartParser,
 
 READ_CHUNK = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
+#: a form may carry this much besides the file (fields, part headers, preamble) before it is "too large"
+MAX_FORM_OVERHEAD = 1024 * 1024
 DEFAULT_MIME = "application/octet-stream"
 
 
@@ -124,8 +126,12 @@ async def ingest_multipart(chunks: AsyncIterator[bytes], temp: Path, *, content_
     field_total = 0
     current: str | None = None  # "file", "field:<name>" or None
     file_done = False
+    total = 0
     try:
         async for chunk in chunks:
+            total += len(chunk)
+            if total > limit + MAX_FORM_OVERHEAD:
+                raise E.entity_too_large()
             try:
                 events = parser.feed(chunk)
             except MultipartError as exc:
