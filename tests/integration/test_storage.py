@@ -56,7 +56,7 @@ def buckets(stack: StackHandle, admin: Any) -> Iterator[None]:
     admin.create_bucket(OTHER)
     own = sql.SQL("bucket_id = {b} and (storage.foldername(name))[1] = auth.uid()::text").format(b=sql.Literal(PRIV))
     shared = sql.SQL("bucket_id = {b} and (storage.foldername(name))[1] = 'shared'").format(b=sql.Literal(PRIV))
-    names = [f"st_{UID}_{n}" for n in ("sel", "ins", "upd", "del", "shared", "bsel")]
+    names = [f"st_{UID}_{n}" for n in ("sel", "ins", "upd", "del", "shared", "anon", "bsel")]
     stmts = [
         sql.SQL("create policy {n} on storage.objects for select to authenticated using ({c})").format(
             n=sql.Identifier(names[0]), c=own),
@@ -68,15 +68,17 @@ def buckets(stack: StackHandle, admin: Any) -> Iterator[None]:
             n=sql.Identifier(names[3]), c=own),
         sql.SQL("create policy {n} on storage.objects for select to authenticated using ({c})").format(
             n=sql.Identifier(names[4]), c=shared),
+        sql.SQL("create policy {n} on storage.objects for select to anon using ({c})").format(
+            n=sql.Identifier(names[5]), c=shared),
         sql.SQL("create policy {n} on storage.buckets for select to authenticated using (id = {b})").format(
-            n=sql.Identifier(names[5]), b=sql.Literal(PRIV)),
+            n=sql.Identifier(names[6]), b=sql.Literal(PRIV)),
     ]
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
         for s in stmts:
             conn.execute(s)
     yield
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
-        for n, table in zip(names, ["objects"] * 5 + ["buckets"], strict=True):
+        for n, table in zip(names, ["objects"] * 6 + ["buckets"], strict=True):
             conn.execute(sql.SQL("drop policy if exists {} on storage.{}").format(sql.Identifier(n),
                                                                                  sql.Identifier(table)))
     for b in (PUB, PRIV, LIM, OTHER):
@@ -515,11 +517,15 @@ def test_rls_two_users(stack: StackHandle, anon: Any, admin: Any, users: tuple[U
     alice.upload_to_signed_url(f"{alice_u.id}/via-token.txt", s["token"], b"token upload")
     row = _row(stack, PRIV, f"{alice_u.id}/via-token.txt")
     assert row is not None and row["owner_id"] == alice_u.id
-    # anon: no policy, nothing visible, nothing writable
+    # anon (the anon key): only what the anon policy shows, nothing writable
     with pytest.raises(StorageApiError) as exc:
         anon.from_(PRIV).upload("anon.txt", b"x")
     assert _err(exc)[0] == "403"
-    assert anon.from_(PRIV).list() == []
+    assert [o["name"] for o in anon.from_(PRIV).list()] == ["shared"]
+    assert anon.from_(PRIV).download("shared/readme.txt") == b"for everyone"
+    with pytest.raises(StorageApiError) as exc:
+        anon.from_(PRIV).download(f"{alice_u.id}/notes.txt")
+    assert _err(exc)[0] == "404"
     # the service role bypasses RLS
     names = {o["name"] for o in admin.from_(PRIV).list()}
     assert {alice_u.id, bob_u.id, "shared"} <= names
@@ -548,8 +554,15 @@ async def test_async_client_as_user(stack: StackHandle, users: tuple[User, User]
         with pytest.raises(StorageApiError) as exc:
             await f.upload(f"{bob_u.id}/async.txt", b"x")
         assert str(exc.value.status) == "403"
-        removed = await f.remove([key, f"{alice_u.id}/async/moved.json"])
-        assert len(removed) == 2
+        many = await f.create_signed_urls([key, f"{bob_u.id}/notes.txt"], 60)
+        assert many[0]["signedURL"] and many[1]["signedURL"] is None
+        su = await f.create_signed_upload_url(f"{alice_u.id}/async/signed.txt")
+        await f.upload_to_signed_url(f"{alice_u.id}/async/signed.txt", su["token"], b"signed async")
+        assert await f.download(f"{alice_u.id}/async/signed.txt") == b"signed async"
+        public_url = await f.get_public_url(key)
+        assert httpx.get(public_url).json()["error"] == "Bucket not found"  # PRIV is private
+        removed = await f.remove([key, f"{alice_u.id}/async/moved.json", f"{alice_u.id}/async/signed.txt"])
+        assert len(removed) == 3
         assert [b.id for b in await client.list_buckets()] == [PRIV] or PRIV in [
             b.id for b in await client.list_buckets()]
     async with async_client(stack, stack.service_role_key) as admin_client:
