@@ -9,6 +9,7 @@ import struct
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -107,12 +108,12 @@ def sdk_schema(stack: StackHandle) -> None:
         time.sleep(0.1)
 
 
-def make_app(stack: StackHandle, **options: object) -> AppKit:
+def make_app(stack: StackHandle, **options: Any) -> AppKit:
     return AppKit(url=stack.api_url, anon_key=stack.anon_key, service_role_key=stack.service_role_key,
                   jwt_secret=stack.jwt_secret or None, **options)
 
 
-def make_async_app(stack: StackHandle, **options: object) -> AsyncAppKit:
+def make_async_app(stack: StackHandle, **options: Any) -> AsyncAppKit:
     return AsyncAppKit(url=stack.api_url, anon_key=stack.anon_key, service_role_key=stack.service_role_key,
                        jwt_secret=stack.jwt_secret or None, **options)
 
