@@ -116,3 +116,14 @@ def test_error_shapes_follow_api_version() -> None:
     assert old.body == b'{"code":400,"error_code":"invalid_credentials","msg":"Invalid login credentials"}'
     assert new.body == b'{"code":"invalid_credentials","message":"Invalid login credentials"}'
     assert old.headers["x-supabase-api-version"] == "2024-01-01"
+
+
+def test_fast_hs256_signing_matches_pyjwt() -> None:
+    from appkit.local.auth.core import sign
+    from appkit.local.keys import JWTKeys
+
+    keys = JWTKeys(secret="super-secret-jwt-token-with-at-least-32-characters-long")
+    claims = {"aud": "authenticated", "exp": 2000000000, "sub": "x", "user_metadata": {"é": "ü", "n": [1, 2]},
+              "amr": [{"method": "password", "timestamp": 1}], "is_anonymous": False}
+    assert sign(keys, claims) == keys.sign(claims)
+    assert keys.verify(sign(keys, claims))["sub"] == "x"

@@ -377,6 +377,20 @@ async def audit(conn: Conn, action: str, actor: Row | None, ip: str | None, **tr
     )
 
 
+_HS256_HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+
+
+def sign(keys: JWTKeys, claims: dict[str, Any]) -> str:
+    """``keys.sign`` (asymmetric keys when configured); the HS256 case computed directly,
+    byte-for-byte what PyJWT produces, without PyJWT's per-call key checks (hot path)."""
+    if keys.signing_keys:
+        return keys.sign(claims)
+    payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).rstrip(b"=")
+    signing_input = _HS256_HEADER + b"." + payload
+    sig = base64.urlsafe_b64encode(hmac.new(keys.secret.encode(), signing_input, hashlib.sha256).digest()).rstrip(b"=")
+    return (signing_input + b"." + sig).decode("ascii")
+
+
 class Tokens:
     """Sessions, refresh tokens and access tokens as GoTrue issues them."""
 
@@ -395,7 +409,7 @@ class Tokens:
             "role": user["role"] or "authenticated", "aal": aal, "amr": amr, "session_id": session_id,
             "is_anonymous": bool(user["is_anonymous"]),
         }
-        return self.keys.sign(claims), exp
+        return sign(self.keys, claims), exp
 
     def session_json(self, user: Row, session_id: str, aal: str, amr: list[dict[str, Any]],
                      refresh_token: str) -> dict[str, Any]:
@@ -438,6 +452,37 @@ class Tokens:
         if row is None:
             raise forbidden("session_not_found", "Session from session_id claim in JWT does not exist")
         return str(row[0] or "aal1"), list(row[1])
+
+    async def refresh_fast(self, conn: Conn, token: str) -> dict[str, Any] | None:
+        """The common case of the refresh grant in one statement (its own transaction): an
+        active token of a live session of a usable user is rotated. None when anything else
+        applies (revoked, unknown, banned, expired): :meth:`refresh` then decides."""
+        new = new_refresh_token()
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "with t as (select rt.id, rt.token, rt.session_id, s.user_id from auth.refresh_tokens rt"
+                " join auth.sessions s on s.id = rt.session_id join auth.users u on u.id = s.user_id"
+                " where rt.token = %(token)s and rt.revoked = false and u.deleted_at is null"
+                " and (u.banned_until is null or u.banned_until <= now())"
+                " and (s.not_after is null or s.not_after > now()) for update of rt, s),"
+                " r as (update auth.refresh_tokens set revoked = true, updated_at = now()"
+                " where id = (select id from t)),"
+                " n as (insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at,"
+                " parent, session_id) select %(inst)s, %(new)s, t.user_id::text, false, now(), now(), t.token,"
+                " t.session_id from t),"
+                " ss as (update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()"
+                " where id = (select session_id from t) returning id, aal)"
+                " select ss.id as sid, ss.aal::text as s_aal,"
+                " coalesce((select json_agg(json_build_object('method', c.authentication_method,"
+                " 'timestamp', extract(epoch from c.updated_at)::bigint) order by c.updated_at desc)"
+                " from auth.mfa_amr_claims c where c.session_id = ss.id), '[]'::json) as s_amr,"
+                f" {USER_COLS}, {USER_EXTRAS} from ss join auth.users u on u.id = (select user_id from t)",
+                {"token": token, "inst": INSTANCE_ID, "new": new},
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return self.session_json(row, str(row["sid"]), row["s_aal"] or "aal1", list(row["s_amr"]), new)
 
     async def refresh(self, conn: Conn, token: str) -> dict[str, Any] | None:
         """The ``refresh_token`` grant, with GoTrue's rotation and reuse-interval rules.

@@ -110,6 +110,7 @@ class AuthService:
         self.limiter = Limiter()
         self._pool: AsyncConnectionPool | None = None
         self._api_keys = {ctx.keys.anon_key, ctx.keys.service_role_key}
+        self._verified: dict[str, dict[str, Any]] = {}
         self._email_frequency = _duration(self.cfg.email.max_frequency, 1.0)
         self._sms_frequency = _duration(self.cfg.sms.max_frequency, 5.0)
         r: list[tuple[str, Handler, list[str]]] = [
@@ -214,10 +215,25 @@ class AuthService:
             raise unauthorized("no_authorization", "This endpoint requires a Bearer token")
         return token.strip()
 
+    def _verify_jwt(self, token: str) -> dict[str, Any]:
+        """``keys.verify`` with a cache of tokens already verified (their ``exp`` is re-checked):
+        clients send the same access token for its whole lifetime."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            exp = claims.get("exp")
+            if isinstance(exp, int | float) and exp > time.time():
+                return claims
+            self._verified.pop(token, None)
+        claims = self.keys.verify(token)
+        if len(self._verified) >= 20_000:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
     def _claims(self, req: Req) -> dict[str, Any]:
         token = self._bearer(req)
         try:
-            claims = self.keys.verify(token)
+            claims = self._verify_jwt(token)
         except AuthError as exc:
             raise unauthorized("bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}") from None
         aud = claims.get("aud")
@@ -257,7 +273,7 @@ class AuthService:
     def _require_admin(self, req: Req) -> dict[str, Any]:
         token = self._bearer(req)
         try:
-            claims = self.keys.verify(token)
+            claims = self._verify_jwt(token)
         except AuthError as exc:
             raise unauthorized("bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}") from None
         if claims.get("role") not in ADMIN_ROLES:
@@ -480,8 +496,12 @@ class AuthService:
         token = core.get_str(req.body, "refresh_token")
         if not token:
             raise bad_request("validation_failed", "refresh_token required")
-        async with self.pool.connection() as conn, conn.transaction():
-            session = await self.tokens.refresh(conn, token)
+        async with self.pool.connection() as conn:
+            session = await self.tokens.refresh_fast(conn, token)
+            if session is not None:
+                return ok(session)
+            async with conn.transaction():
+                session = await self.tokens.refresh(conn, token)
         if session is None:
             raise bad_request(*core.REUSE_ERROR)
         return ok(session)
