@@ -124,3 +124,24 @@ def test_sync_thread_backed_iterator(stack: StackHandle, app) -> None:  # type: 
             assert presence.state()["me"][0]["status"] == "here"
     finally:
         me.realtime.close()
+
+
+async def test_stream_survives_a_dropped_socket(stack: StackHandle) -> None:
+    async with make_async_app(stack) as app:
+        me = await _user(app)
+        async with me.realtime.changes(Note, events="INSERT") as stream:
+            client = await me.realtime.client()
+            ws = client._ws_connection
+            assert ws is not None
+            await ws.close()  # the socket drops; the official client reconnects and rejoins
+            channel = stream.channel
+            assert channel is not None
+            for _ in range(200):
+                if client.is_connected and client._ws_connection is not ws and channel.is_joined:
+                    break
+                await asyncio.sleep(0.05)
+            assert channel.is_joined
+            n = await me.table(Note).insert(Note(body="after reconnect"))
+            change = await stream.get(timeout=10)
+            assert change.new is not None and change.new.id == n.id
+        await me.aclose()

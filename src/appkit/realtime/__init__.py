@@ -28,6 +28,7 @@ import contextlib
 import enum
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
@@ -144,7 +145,9 @@ class AsyncSubscription(Generic[E]):
         def on_state(state: RealtimeSubscribeStates, error: Exception | None) -> None:
             result.setdefault("state", state)
             result.setdefault("error", error)
-            if state in (RealtimeSubscribeStates.CHANNEL_ERROR, RealtimeSubscribeStates.CLOSED) and \
+            # CHANNEL_ERROR after a successful join is a dropped socket: the official client
+            # reconnects and rejoins, so the stream stays open. CLOSED means the server ended it.
+            if state == RealtimeSubscribeStates.CLOSED and \
                     result.get("state") == RealtimeSubscribeStates.SUBSCRIBED and not self._closed:
                 self._end()
 
@@ -232,6 +235,7 @@ class AsyncRealtime:
         self._token = token or scope.token
         self._client: AsyncRealtimeClient | None = None
         self._lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
 
     async def client(self) -> AsyncRealtimeClient:
         """The connected official client (escape hatch)."""
@@ -246,9 +250,26 @@ class AsyncRealtime:
                     raise errors.ServiceUnavailable(f"could not connect to realtime: {exc}",
                                                     code="realtime_error") from exc
                 self._client = client
+                if getattr(self._scope, "session", None) is not None:
+                    self._refresher = asyncio.create_task(self._keep_token_fresh())
             if self._client.access_token != token:
                 await self._client.set_auth(token)
             return self._client
+
+    async def _keep_token_fresh(self) -> None:
+        """Push the user's refreshed access token to the socket before the old one expires."""
+        margin = float(self._settings.refresh_margin)
+        while True:
+            session = getattr(self._scope, "session", None)
+            expires_at = getattr(session, "expires_at", None)
+            delay = max(1.0, (expires_at - time.time() - margin + 1) if expires_at else 60.0)
+            await asyncio.sleep(delay)
+            try:
+                token = await self._token()
+                if self._client is not None and self._client.access_token != token:
+                    await self._client.set_auth(token)
+            except Exception:  # noqa: S112 - try again on the next round; calls surface errors
+                continue
 
     async def _remove(self, channel: AsyncRealtimeChannel) -> None:
         if self._client is not None:
@@ -329,6 +350,9 @@ class AsyncRealtime:
         return await sub.start()
 
     async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
         if self._client is not None:
             client, self._client = self._client, None
             with contextlib.suppress(Exception):  # closing a broken socket
