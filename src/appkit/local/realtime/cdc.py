@@ -306,16 +306,30 @@ class ChangeFeed:
         self._last_lsn = lsn
         return True
 
-    async def _poll_once(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        if not await self._wal_moved(conn):
-            return 0
+    async def _poll_once(self, conn: psycopg.AsyncConnection[Any], *, wait: bool = False) -> int:
+        """Decode what committed since the last call; with ``wait``, first block in the
+        database until the flushed WAL moves (one round trip for wait and decode)."""
         options: list[str] = ["proto_version", "1", "publication_names", ",".join(self._publications)]
-        cur = await conn.execute(
-            "select data from pg_logical_slot_get_binary_changes(%s, null, 2000, "
-            + ", ".join(["%s"] * len(options)) + ")",
-            (self.slot, *options),
-        )
-        rows = await cur.fetchall()
+        opts_sql = ", ".join(["%s"] * len(options))
+        if wait:
+            cur = await conn.execute(
+                "select w.lsn::text, c.data from (select realtime.appkit_wait_for_wal(%s::pg_lsn, 0.25, %s) as lsn"
+                " offset 0) w left join lateral pg_logical_slot_get_binary_changes(%s, w.lsn, 2000, "
+                + opts_sql + ") c on true",
+                (self._last_lsn or "0/0", self.poll_interval, self.slot, *options),
+            )
+            result = await cur.fetchall()
+            if result:
+                self._last_lsn = str(result[0][0])
+            rows = [(r[1],) for r in result if r[1] is not None]
+        else:
+            if not await self._wal_moved(conn):
+                return 0
+            cur = await conn.execute(
+                "select data from pg_logical_slot_get_binary_changes(%s, null, 2000, " + opts_sql + ")",
+                (self.slot, *options),
+            )
+            rows = [(r[0],) for r in await cur.fetchall()]
         batch: list[Change] = []
         for (data,) in rows:
             rel, changes = self.decoder.feed(bytes(data))
@@ -328,8 +342,8 @@ class ChangeFeed:
                 if now - change.relation.checked_at > 2.0:
                     await self._describe(conn, change.relation)
             await self.handler(batch)
-        if rows:
-            self._last_lsn = ""  # more may be pending: decode again without the check
+        if len(rows) >= 2000 or (rows and not wait):
+            self._last_lsn = ""  # more may be pending: decode again at once
         return len(rows)
 
     async def _run(self) -> None:
@@ -343,13 +357,11 @@ class ChangeFeed:
                     assert conn is not None
                     backoff = 0.2
                 self._wake.clear()
+                if self.active() and self._wait_fn:
+                    await self._poll_once(conn, wait=True)
+                    continue
                 n = await self._poll_once(conn)
                 if n:
-                    continue
-                if self.active() and self._wait_fn:
-                    await conn.execute(
-                        "select realtime.appkit_wait_for_wal(%s::pg_lsn, 0.25, %s)",
-                        (self._last_lsn or "0/0", self.poll_interval))
                     continue
                 interval = self.poll_interval if self.active() else self.idle_interval
                 with contextlib.suppress(TimeoutError):

@@ -74,3 +74,9 @@ class Serializer:
         if self.v2:
             return dumps([join_ref, ref, topic, event, payload])
         return dumps({"topic": topic, "event": event, "payload": payload, "ref": ref})
+
+    def push_raw(self, topic: str, event: str, payload_json: str) -> str:
+        """A push whose payload is already JSON text (fan-out encodes the payload once)."""
+        if self.v2:
+            return f"[null,null,{dumps(topic)},{dumps(event)},{payload_json}]"
+        return f'{{"topic":{dumps(topic)},"event":{dumps(event)},"payload":{payload_json},"ref":null}}'

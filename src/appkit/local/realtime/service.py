@@ -833,14 +833,23 @@ class RealtimeService:
         for ch in allowed:
             groups.setdefault(ch.claims_key, []).append(ch)
         keys = list(groups)
+        args = (rel.oid, [c for c, _ in rel.pk], [t for _, t in rel.pk], [row.get(c) for c, _ in rel.pk])
+        query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb[])"
+        flags: list[bool] = []
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb[])",
-                (rel.oid, [c for c, _ in rel.pk], [t for _, t in rel.pk], [row.get(c) for c, _ in rel.pk],
-                 [Jsonb(groups[k][0].claims) for k in keys]),
-            )
-            result = await cur.fetchone()
-        flags = list(result[0]) if result and result[0] is not None else []
+            try:
+                cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims) for k in keys]))
+                result = await cur.fetchone()
+                flags = [bool(f) for f in result[0]] if result and result[0] is not None else []
+            except psycopg.Error:
+                # a policy raised for some claim set: ask for each one alone, errors deny
+                for k in keys:
+                    try:
+                        cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims)]))
+                        result = await cur.fetchone()
+                        flags.append(bool(result and result[0] and result[0][0]))
+                    except psycopg.Error:
+                        flags.append(False)
         visible: set[Channel] = set()
         for k, ok in zip(keys, flags, strict=False):
             if ok:
@@ -892,11 +901,12 @@ class RealtimeService:
             for name in ("record", "old_record"):
                 if isinstance(data.get(name), dict):
                     data[name] = {k: v for k, v in data[name].items() if len(dumps(v)) <= 64}
+        data_json = dumps(data)
         for ch in matched:
             if ch not in visible or ch.conn.closed:
                 continue
             bindings = matched[ch]
-            payload_data = data
+            body = data_json
             select = next((b.select for b in bindings if b.select), None)
             if select:
                 payload_data = dict(data)
@@ -904,4 +914,6 @@ class RealtimeService:
                     if isinstance(data.get(name), dict):
                         payload_data[name] = {k: v for k, v in data[name].items() if k in select}
                 payload_data["columns"] = [c for c in columns if c["name"] in select]
-            ch.conn.push(ch, "postgres_changes", {"ids": [b.id for b in bindings], "data": payload_data})
+                body = dumps(payload_data)
+            ids = dumps([b.id for b in bindings])
+            ch.conn.send(ch.conn.ser.push_raw(ch.topic, "postgres_changes", f'{{"ids":{ids},"data":{body}}}'))

@@ -25,7 +25,9 @@ create or replace trigger appkit_realtime_wake
 
 -- Which of the given JWT claim sets may SELECT the row of `rel` whose primary key is
 -- (pk_cols) = (pk_vals): evaluated as each subscriber's role with request.jwt.claims set,
--- so the table's RLS policies decide (as Supabase Realtime does). One call per change.
+-- so the table's RLS policies decide (as Supabase Realtime does). One call per change;
+-- the statement is prepared once per call (its plan is reused while the role is the
+-- same). A policy that raises fails the whole call: the service then asks per claim set.
 create or replace function realtime.appkit_visible_to(
   rel regclass, pk_cols text[], pk_types regtype[], pk_vals text[], claims jsonb[]
 ) returns boolean[] language plpgsql as $$
@@ -40,20 +42,18 @@ begin
   if cond is null then
     cond := 'false';
   end if;
+  if exists (select 1 from pg_prepared_statements where name = 'appkit_realtime_rls') then
+    deallocate appkit_realtime_rls;
+  end if;
+  execute format('prepare appkit_realtime_rls as select exists (select 1 from %s where %s)', rel, cond);
   foreach c in array claims loop
-    begin
-      perform set_config('role', coalesce(c ->> 'role', 'anon'), true);
-      perform set_config('request.jwt.claims', c::text, true);
-      perform set_config('request.jwt.claim.sub', coalesce(c ->> 'sub', ''), true);
-      perform set_config('request.jwt.claim.role', coalesce(c ->> 'role', ''), true);
-      perform set_config('request.jwt.claim.email', coalesce(c ->> 'email', ''), true);
-      execute format('select exists (select 1 from %s where %s)', rel, cond) into ok;
-    exception when others then
-      ok := false;
-    end;
+    perform set_config('role', coalesce(c ->> 'role', 'anon'), true);
+    perform set_config('request.jwt.claims', c::text, true);
+    execute 'execute appkit_realtime_rls' into ok;
     result := result || coalesce(ok, false);
   end loop;
   perform set_config('role', 'none', true);
+  deallocate appkit_realtime_rls;
   return result;
 end
 $$;
