@@ -211,7 +211,7 @@ def encode_value(value: Any) -> Any:
     return value
 
 
-_RESERVED = set(',.:()"\\ ')
+_RESERVED = set(',.:()"\\ {}[]')
 
 
 def _literal(value: Any) -> str:
@@ -224,7 +224,7 @@ def _literal(value: Any) -> str:
     if value is False:
         return "false"
     text = str(value)
-    if text == "" or any(ch in _RESERVED for ch in text):
+    if text == "" or any(ch in _RESERVED for ch in text) or text.lower() in ("null", "true", "false"):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
 
