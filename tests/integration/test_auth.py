@@ -545,3 +545,34 @@ def test_db_role_is_supabase_auth_admin(stack) -> None:  # type: ignore[no-untyp
         rows = conn.execute("select distinct usename from pg_stat_activity where application_name like '%%'"
                             " and usename = 'supabase_auth_admin'").fetchall()
     assert rows == [("supabase_auth_admin",)]
+
+
+def test_get_user_json_matches_other_endpoints(stack) -> None:  # type: ignore[no-untyped-def]
+    """GET /user is rendered by Postgres; every other endpoint renders users in Python."""
+    c, res, _ = signed_up(stack, data={"nested": {"k": None, "v": [1, "x"]}})
+    c.mfa.enroll({"factor_type": "totp", "friendly_name": "app"})
+    c.mfa.enroll({"factor_type": "totp"})
+    updated = c.update_user({"data": {"extra": True}}).user
+    fetched = c.get_user()
+    assert fetched is not None
+    assert fetched.user == updated
+    assert fetched.user.user_metadata["nested"] == {"k": None, "v": [1, "x"]}
+    assert [f.friendly_name for f in fetched.user.factors or []] == ["app", None]
+    admin_view = admin_client(stack).get_user_by_id(res.user.id).user
+    assert admin_view == fetched.user
+
+
+def test_concurrent_refreshes_of_one_token_agree(stack) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, res, _ = signed_up(stack)
+    token = res.session.refresh_token
+
+    def refresh(_: int) -> httpx.Response:
+        return httpx.post(f"{stack.api_url}/auth/v1/token?grant_type=refresh_token",
+                          headers={"apikey": stack.anon_key}, json={"refresh_token": token})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(refresh, range(6)))
+    assert [a.status_code for a in answers] == [200] * 6
+    assert len({a.json()["refresh_token"] for a in answers}) == 1

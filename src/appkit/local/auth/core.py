@@ -53,6 +53,38 @@ USER_EXTRAS = (
 )
 USER_SELECT = f"select {USER_COLS}, {USER_EXTRAS} from auth.users u"
 
+def _ts_sql(col: str) -> str:
+    return f"to_char({col} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
+#: the user as :func:`user_json` renders it, built by Postgres (``u`` = the auth.users row)
+USER_JSON_SQL = (
+    "jsonb_build_object('id', u.id, 'aud', coalesce(u.aud, ''), 'role', coalesce(u.role, ''),"
+    " 'email', coalesce(u.email, ''), 'phone', coalesce(u.phone, ''),"
+    " 'app_metadata', coalesce(u.raw_app_meta_data, '{}'), 'user_metadata', coalesce(u.raw_user_meta_data, '{}'),"
+    " 'identities', (select coalesce(jsonb_agg(jsonb_build_object('identity_id', i.id, 'id', i.provider_id,"
+    " 'user_id', i.user_id, 'identity_data', i.identity_data, 'provider', i.provider,"
+    f" 'last_sign_in_at', {_ts_sql('i.last_sign_in_at')}, 'created_at', {_ts_sql('i.created_at')},"
+    f" 'updated_at', {_ts_sql('i.updated_at')}, 'email', i.email) order by i.created_at), '[]')"
+    " from auth.identities i where i.user_id = u.id),"
+    f" 'created_at', {_ts_sql('u.created_at')}, 'updated_at', {_ts_sql('u.updated_at')},"
+    " 'is_anonymous', u.is_anonymous)"
+    " || jsonb_strip_nulls(jsonb_build_object("
+    + ", ".join(
+        f"'{name}', {_ts_sql('u.' + name)}"
+        for name in ("email_confirmed_at", "phone_confirmed_at", "confirmation_sent_at", "confirmed_at",
+                     "recovery_sent_at", "email_change_sent_at", "phone_change_sent_at", "invited_at",
+                     "last_sign_in_at", "banned_until", "deleted_at")
+    )
+    + ", 'new_email', nullif(u.email_change, ''), 'new_phone', nullif(u.phone_change, ''),"
+    " 'is_sso_user', case when u.is_sso_user then true end))"
+    " || coalesce((select jsonb_build_object('factors', jsonb_agg(jsonb_strip_nulls(jsonb_build_object("
+    " 'id', f.id, 'friendly_name', f.friendly_name, 'factor_type', f.factor_type, 'status', f.status,"
+    f" 'created_at', {_ts_sql('f.created_at')}, 'updated_at', {_ts_sql('f.updated_at')}, 'phone', f.phone,"
+    f" 'last_challenged_at', {_ts_sql('f.last_challenged_at')})) order by f.created_at))"
+    " from auth.mfa_factors f where f.user_id = u.id having count(*) > 0), '{}')"
+)
+
 
 # -- formatting -----------------------------------------------------------------
 def ts(value: datetime | None) -> str | None:

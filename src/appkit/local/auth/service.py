@@ -242,19 +242,21 @@ class AuthService:
                 raise unauthorized("bad_jwt", "invalid JWT: unable to parse or verify signature, invalid audience")
         return claims
 
-    async def _current(self, req: Req, conn: Conn, *, lock: bool = False) -> tuple[dict[str, Any], Row]:
-        """The caller's claims and user (``user_not_found`` / ``session_not_found`` -> 403)."""
-        claims = self._claims(req)
+    def _subject(self, claims: dict[str, Any]) -> tuple[str, str | None]:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise forbidden("bad_jwt", "invalid claim: missing sub claim")
-        try:
-            uuid.UUID(sub)
-        except ValueError:
-            raise forbidden("bad_jwt", "invalid claim: sub claim must be a UUID") from None
+        if not _is_uuid(sub):
+            raise forbidden("bad_jwt", "invalid claim: sub claim must be a UUID")
         session_id = claims.get("session_id")
         if session_id is not None and not _is_uuid(session_id):
             raise forbidden("bad_jwt", "invalid claim: session_id claim must be a UUID")
+        return sub, session_id
+
+    async def _current(self, req: Req, conn: Conn, *, lock: bool = False) -> tuple[dict[str, Any], Row]:
+        """The caller's claims and user (``user_not_found`` / ``session_not_found`` -> 403)."""
+        claims = self._claims(req)
+        sub, session_id = self._subject(claims)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 f"select {core.USER_COLS}, {core.USER_EXTRAS},"
@@ -554,9 +556,21 @@ class AuthService:
 
     # -- the current user ------------------------------------------------------------
     async def get_user(self, req: Req) -> Response:
+        """The hot path: one query, the JSON built by Postgres and passed through."""
+        claims = self._claims(req)
+        sub, session_id = self._subject(claims)
         async with self.pool.connection() as conn:
-            _, user = await self._current(req, conn)
-        return ok(core.user_json(user))
+            cur = await conn.execute(
+                f"select ({core.USER_JSON_SQL})::text,"
+                " exists(select 1 from auth.sessions s where s.id = %s and s.user_id = u.id)"
+                " from auth.users u where u.id = %s and u.deleted_at is null", (session_id, sub),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise forbidden("user_not_found", "User from sub claim in JWT does not exist")
+        if session_id is not None and not row[1]:
+            raise forbidden("session_not_found", "Session from session_id claim in JWT does not exist")
+        return Response(row[0], media_type="application/json")
 
     async def update_user(self, req: Req) -> Response:
         body = req.body
