@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +30,7 @@ from appkit.local.rest.builder import (
     table_source,
     type_sql,
 )
+from appkit.local.rest.conns import ConnectionLease
 from appkit.local.rest.errors import ApiError, column_not_found, from_pg, parse_error, table_not_found
 from appkit.local.rest.parser import (
     Field,
@@ -58,8 +61,15 @@ SETUP_SQL = (
     "select set_config('search_path', %(sp)s, true), set_config('role', %(role)s, true), "
     "set_config('request.jwt.claims', %(claims)s, true), set_config('request.method', %(method)s, true), "
     "set_config('request.path', %(path)s, true), set_config('request.headers', %(headers)s, true), "
-    "set_config('request.cookies', %(cookies)s, true), set_config('transaction_read_only', %(ro)s, true)"
+    "set_config('request.cookies', %(cookies)s, true), "
+    "set_config('statement_timeout', coalesce(%(timeout)s, current_setting('statement_timeout')), true)"
 )
+SETUP_SQL_RO = SETUP_SQL + ", set_config('transaction_read_only', %(ro)s, true)"
+POOL_SIZE = 10
+#: reads allowed to return more rows than this are streamed from a server-side cursor
+STREAM_ROWS = 5000
+STREAM_BATCH = 2000
+Streamer = Callable[[Send, bool], Awaitable[None]]
 MAX_BODY = 100 * 1024 * 1024
 
 
@@ -79,6 +89,7 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: bytes | None = JSON_CT
+    stream: Streamer | None = None
 
 
 @dataclass
@@ -112,18 +123,22 @@ class RestApp:
         self.extra_search_path = list(api.extra_search_path)
         self.max_rows = api.max_rows
         self.anon_role = "anon"
-        self.pool: AsyncConnectionPool | None = None
+        self.pool: ConnectionLease | None = None
         self.watcher = SchemaWatcher(ctx.conninfo("authenticator"), self.schemas)
+        self._search_paths: dict[str, str] = {}
         self._jwt_cache: OrderedDict[str, tuple[dict[str, Any], float, str]] = OrderedDict()
 
     async def startup(self) -> None:
-        self.pool = await self.ctx.pool(
-            "rest", user="authenticator", min_size=2, max_size=10, prepare_threshold=1,
+        pool: AsyncConnectionPool = await self.ctx.pool(
+            "rest", user="authenticator", min_size=2, max_size=POOL_SIZE + 2, prepare_threshold=1,
         )
+        self.pool = ConnectionLease(pool, POOL_SIZE)
         await self.watcher.start()
 
     async def shutdown(self) -> None:
         await self.watcher.stop()
+        if self.pool is not None:
+            await self.pool.close()
 
     # -- ASGI ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -164,6 +179,9 @@ class RestApp:
         except Exception:  # a bug must still answer in PostgREST's shape
             log.exception("rest: unexpected error on %s %s", method, path)
             resp = _error_response(ApiError(500, "PGRST000", "Internal server error"))
+        if resp.stream is not None:
+            await resp.stream(send, method == "HEAD")
+            return
         out_headers: list[tuple[bytes, bytes]] = []
         if resp.content_type is not None and (resp.body or resp.status not in (204, 304)):
             out_headers.append((b"content-type", resp.content_type))
@@ -330,29 +348,75 @@ class RestApp:
         return plan
 
     # -- execution --------------------------------------------------------------------------------------
+    def _setup_params(self, req: Request, caller: Caller, schema: str) -> dict[str, Any]:
+        search_path = self._search_paths.get(schema)
+        if search_path is None:
+            search_path = ", ".join(ident(s).replace("%%", "%") for s in [schema, *self.extra_search_path])
+            self._search_paths[schema] = search_path
+        return {
+            "sp": search_path, "role": caller.role, "claims": caller.claims_json, "method": req.method,
+            "path": req.path, "headers": json.dumps(req.headers, separators=(",", ":")), "cookies": "{}",
+            "timeout": cache_timeout(self.watcher.cache, caller.role),
+        }
+
     async def execute(
         self, req: Request, caller: Caller, schema: str, sql_text: str, params: dict[str, Any], *,
         read_only: bool, rollback: bool = False, check: Any = None, fetch: bool = True,
     ) -> tuple[tuple[Any, ...] | None, int]:
-        assert self.pool is not None
-        search_path = ", ".join(ident(s).replace("%%", "%") for s in [schema, *self.extra_search_path])
-        setup = {
-            "sp": search_path, "role": caller.role, "claims": caller.claims_json, "method": req.method,
-            "path": req.path, "headers": json.dumps(req.headers, separators=(",", ":")),
-            "cookies": "{}", "ro": "on" if read_only else "off",
-        }
+        """Run ``sql_text`` in one transaction as the caller's role, pipelined: BEGIN, the request
+        settings, the statement and COMMIT go out together (one round trip) unless a check must
+        see the result before deciding between COMMIT and ROLLBACK."""
         try:
-            async with self.pool.connection() as conn, conn.transaction(force_rollback=rollback):
-                await conn.execute(SETUP_SQL, setup)
-                cur = conn.cursor(binary=True)
-                await cur.execute(sql_text, params)
+            return await self._execute(req, caller, schema, sql_text, params, read_only=read_only,
+                                       rollback=rollback, check=check, fetch=fetch)
+        except _StalePrepared:
+            # the connection's prepared-statement cache disagreed with the server: it was reset
+            return await self._execute(req, caller, schema, sql_text, params, read_only=read_only,
+                                       rollback=rollback, check=check, fetch=fetch)
+
+    async def _execute(
+        self, req: Request, caller: Caller, schema: str, sql_text: str, params: dict[str, Any], *,
+        read_only: bool, rollback: bool, check: Any, fetch: bool,
+    ) -> tuple[tuple[Any, ...] | None, int]:
+        assert self.pool is not None
+        setup = self._setup_params(req, caller, schema)
+        async with self.pool.connection() as conn:
+            try:
+                if check is None and not rollback:
+                    # one implicit transaction: everything up to the pipeline's Sync
+                    setup["ro"] = "on" if read_only else "off"
+                    async with conn.pipeline():
+                        await conn.execute(SETUP_SQL_RO, setup)
+                        cur = conn.cursor(binary=True)
+                        await cur.execute(sql_text, params)
+                    row = await cur.fetchone() if fetch and cur.description else None
+                    return row, cur.rowcount
+                async with conn.pipeline() as pipe:
+                    await conn.execute(b"BEGIN READ ONLY" if read_only else b"BEGIN")
+                    await conn.execute(SETUP_SQL, setup)
+                    cur = conn.cursor(binary=True)
+                    await cur.execute(sql_text, params)
+                    await pipe.sync()
                 row = await cur.fetchone() if fetch and cur.description else None
                 count = cur.rowcount
-                if check is not None:
-                    check(row, count)
+                try:
+                    if check is not None:
+                        check(row, count)
+                except BaseException:
+                    await _rollback(conn)
+                    raise
+                await conn.execute(b"ROLLBACK" if rollback else b"COMMIT")
                 return row, count
-        except psycopg.Error as exc:
-            raise from_pg(exc, anon=caller.anon) from None
+            except psycopg.Error as exc:
+                # An explicit ROLLBACK also makes psycopg forget its prepared statements: after an
+                # aborted pipeline its cache may name statements the server never created.
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute(b"ROLLBACK")
+                if exc.sqlstate == "26000":
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute(b"DEALLOCATE ALL")
+                    raise _StalePrepared() from None
+                raise from_pg(exc, anon=caller.anon) from None
 
     # -- reads ------------------------------------------------------------------------------------------
     def _accept(self, req: Request, *, allow_openapi: bool = False) -> tuple[str, bool]:
@@ -374,19 +438,6 @@ class RestApp:
                 return "json", False
         raise ApiError(406, "PGRST107", f"None of these media types are available: {accept}")
 
-    def _body_sql(self, kind: str, strip: bool, names: list[str]) -> str:
-        if kind == "csv":
-            header = ",".join(_csv_quote(n) for n in names).replace("%", "%%")
-            lit = "'" + header.replace("'", "''") + "'"
-            return (
-                f"convert_to({lit} || chr(10) || coalesce(string_agg(substring(pgrst_t::text, 2, "
-                "length(pgrst_t::text) - 2), chr(10)), ''), 'UTF8')"
-            )
-        agg = "coalesce(json_agg(pgrst_t), '[]'::json)"
-        if strip:
-            agg = f"json_strip_nulls({agg})"
-        return f"convert_to({agg}::text, 'UTF8')"
-
     def _limits(self, req: Request, plan: Plan) -> tuple[int | None, int]:
         root = plan.queries.get((), NodeQuery())
         offset = root.offset or 0
@@ -407,44 +458,31 @@ class RestApp:
         prefer = self._prefer(req)
         kind, strip = self._accept(req)
         params = params or Params()
-        rb = ReadBuilder(cache, params, plan.queries)
-        built = rb.build(source, plan.select, (), "t0")
-        check_paths(rb)
         limit, offset = self._limits(req, plan)
-        selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
-        where = (" WHERE " + " AND ".join(built.where)) if built.where else ""
-        joins = " ".join(built.joins)
-        inner = f"SELECT {selects} FROM {source.from_clause('t0')} {joins}{where}"
-        if built.order:
-            inner += " ORDER BY " + ", ".join(built.order)
-        if limit is not None:
-            inner += f" LIMIT {params.add(limit)}"
-        if offset:
-            inner += f" OFFSET {params.add(offset)}"
-        count_sql = "NULL::bigint"
-        count_from = f"{source.from_clause('t0')} {joins if built.where_uses_joins else ''}{where}"
-        if prefer.count == "exact":
-            count_sql = f"(SELECT pg_catalog.count(*) FROM {count_from})"
-        elif prefer.count == "estimated" and self.max_rows is not None:
-            count_sql = (f"(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {count_from} "
-                         f"LIMIT {params.add(self.max_rows + 1)}) pgrst_c)")
-        body_sql = self._body_sql(kind, strip, [n for _, n in built.selects])
-        sql_text = (f"SELECT {count_sql} AS total, pg_catalog.count(*) AS page_total, {body_sql} AS body "
-                    f"FROM ({inner}) AS pgrst_t")
+        stream = (kind == "json" and req.method in ("GET", "HEAD") and prefer.count is None
+                  and (limit is None or limit > STREAM_ROWS))
+        rs = read_sql(cache, source, plan, params, kind=kind, strip=strip, count=prefer.count, limit=limit,
+                      offset=offset, max_rows=self.max_rows, stream=stream)
+        if stream:
+            return Response(200, b"", {}, JSON_CT, stream=self._streamer(req, caller, schema, rs, offset))
+        read_only = req.method in ("GET", "HEAD")
 
         def check(row: tuple[Any, ...] | None, _: int) -> None:
             if kind == "object" and row is not None and row[1] != 1:
                 raise _singular_error(int(row[1]))
 
-        row, _ = await self.execute(req, caller, schema, sql_text, params.values, read_only=True, check=check,
-                                    rollback=prefer.tx == "rollback")
+        row, _ = await self.execute(req, caller, schema, rs.sql, params.values, read_only=read_only,
+                                    check=None if read_only else check, rollback=prefer.tx == "rollback")
+        if read_only:
+            check(row, 0)
         assert row is not None
         total: int | None = None if row[0] is None else int(row[0])
         page = int(row[1])
         body: bytes = row[2]
         if prefer.count in ("planned", "estimated") and (total is None or (
                 prefer.count == "estimated" and self.max_rows is not None and total > self.max_rows)):
-            total = await self._planned_count(req, caller, schema, f"SELECT 1 FROM {count_from}", params.values)
+            total = await self._planned_count(req, caller, schema, f"SELECT 1 FROM {rs.count_from}",
+                                              params.values)
         if kind == "object":
             body = body.strip()[1:-1].strip()
         headers: dict[str, str] = {}
@@ -455,8 +493,8 @@ class RestApp:
                            headers={"Content-Range": f"*/{total}"})
         total_s = "*" if total is None else str(total)
         headers["Content-Range"] = f"{offset}-{offset + page - 1}/{total_s}" if page else f"*/{total_s}"
-        if total is not None and page < total and (offset > 0 or page < total) and kind != "object":
-            status = 206 if page < total else 200
+        if total is not None and page < total and kind != "object":
+            status = 206
         if prefer.count:
             headers["Preference-Applied"] = prefer.applied()
         ct = {"json": JSON_CT, "object": b"application/vnd.pgrst.object+json; charset=utf-8",
@@ -464,6 +502,51 @@ class RestApp:
         if strip and kind != "csv":
             ct = ct.replace(b"; charset", b"; nulls=stripped; charset")
         return Response(status, body, headers, ct)
+
+    def _streamer(self, req: Request, caller: Caller, schema: str, rs: ReadSQL, offset: int) -> Streamer:
+        """Large reads: a server-side cursor, sent in batches, so a response of any size holds only
+        one batch in Python. ``count(*) OVER ()`` gives the row count for Content-Range up front."""
+
+        async def run(send: Send, head_only: bool) -> None:
+            assert self.pool is not None
+            started = False
+            async with self.pool.connection() as conn:
+                try:
+                    await conn.execute(b"BEGIN READ ONLY")
+                    await conn.execute(SETUP_SQL, self._setup_params(req, caller, schema))
+                    cur = conn.cursor(name="pgrst_stream", binary=True)
+                    await cur.execute(rs.sql, rs.params)
+                    rows = await cur.fetchmany(STREAM_BATCH)
+                    n = int(rows[0][0]) if rows else 0
+                    crange = f"{offset}-{offset + n - 1}/*" if n else "*/*"
+                    await send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", JSON_CT), (b"content-range", crange.encode())]})
+                    started = True
+                    first = True
+                    while True:
+                        if not head_only:
+                            chunk = ",".join(r[1] for r in rows).encode()
+                            prefix = b"[" if first else b","
+                            if not rows:
+                                prefix = b"[" if first else b""
+                            first = False
+                            await send({"type": "http.response.body", "body": prefix + chunk, "more_body": True})
+                        if len(rows) < STREAM_BATCH:
+                            break
+                        rows = await cur.fetchmany(STREAM_BATCH)
+                    await cur.close()
+                    await conn.execute(b"COMMIT")
+                    await send({"type": "http.response.body", "body": b"" if head_only else b"]"})
+                except psycopg.Error as exc:
+                    await _rollback(conn)
+                    if started:
+                        raise
+                    await _send_error(send, from_pg(exc, anon=caller.anon))
+                except BaseException:
+                    await _rollback(conn)
+                    raise
+
+        return run
 
     async def _planned_count(self, req: Request, caller: Caller, schema: str, query: str,
                              params: dict[str, Any]) -> int | None:
@@ -683,7 +766,7 @@ class RestApp:
         rb = ReadBuilder(cache, params, {k: v for k, v in plan.queries.items() if k})
         built = rb.build(source, select, (), "t0")
         selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
-        body_sql = self._body_sql(kind if kind != "object" else "json", strip, [n for _, n in built.selects])
+        body_sql = _body_sql(kind if kind != "object" else "json", strip, [n for _, n in built.selects])
         sql_text = (f"WITH pgrst_source AS ({dml} RETURNING t0.*) "
                     f"SELECT NULL::bigint, pg_catalog.count(*), {body_sql} FROM "
                     f"(SELECT {selects} FROM pgrst_source AS t0 {' '.join(built.joins)}) AS pgrst_t")
@@ -857,6 +940,88 @@ class RestApp:
                      "overloading can be resolved",
             )
         return cands[0]
+
+
+class _StalePrepared(Exception):
+    pass
+
+
+@dataclass
+class ReadSQL:
+    sql: str
+    count_from: str
+    params: dict[str, Any]
+
+
+def read_sql(cache: SchemaCache, source: Source, plan: Plan, params: Params, *, kind: str, strip: bool,
+             count: str | None, limit: int | None, offset: int, max_rows: int | None,
+             stream: bool = False) -> ReadSQL:
+    """The one statement answering a read: Postgres builds the body (json_agg / csv)."""
+    rb = ReadBuilder(cache, params, plan.queries)
+    built = rb.build(source, plan.select, (), "t0")
+    check_paths(rb)
+    selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
+    where = (" WHERE " + " AND ".join(built.where)) if built.where else ""
+    joins = " ".join(built.joins)
+    inner = f"SELECT {selects} FROM {source.from_clause('t0')} {joins}{where}"
+    if built.order:
+        inner += " ORDER BY " + ", ".join(built.order)
+    if limit is not None:
+        inner += f" LIMIT {params.add(limit)}"
+    if offset:
+        inner += f" OFFSET {params.add(offset)}"
+    count_from = f"{source.from_clause('t0')} {joins if built.where_uses_joins else ''}{where}"
+    if stream:
+        row = "json_strip_nulls(row_to_json(pgrst_t))" if strip else "row_to_json(pgrst_t)"
+        return ReadSQL(f"SELECT pg_catalog.count(*) OVER () AS n, {row}::text FROM ({inner}) AS pgrst_t",
+                       count_from, params.values)
+    count_sql = "NULL::bigint"
+    if count == "exact":
+        count_sql = f"(SELECT pg_catalog.count(*) FROM {count_from})"
+    elif count == "estimated" and max_rows is not None:
+        count_sql = (f"(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {count_from} "
+                     f"LIMIT {params.add(max_rows + 1)}) pgrst_c)")
+    body_sql = _body_sql(kind, strip, [n for _, n in built.selects])
+    sql_text = (f"SELECT {count_sql} AS total, pg_catalog.count(*) AS page_total, {body_sql} AS body "
+                f"FROM ({inner}) AS pgrst_t")
+    return ReadSQL(sql_text, count_from, params.values)
+
+
+def _body_sql(kind: str, strip: bool, names: list[str]) -> str:
+    if kind == "csv":
+        header = ",".join(_csv_quote(n) for n in names).replace("%", "%%")
+        lit = "'" + header.replace("'", "''") + "'"
+        return (
+            f"convert_to({lit} || chr(10) || coalesce(string_agg(substring(pgrst_t::text, 2, "
+            "length(pgrst_t::text) - 2), chr(10)), ''), 'UTF8')"
+        )
+    agg = "coalesce(json_agg(pgrst_t), '[]'::json)"
+    if strip:
+        agg = f"json_strip_nulls({agg})"
+    return f"convert_to({agg}::text, 'UTF8')"
+
+
+async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await conn.execute(b"ROLLBACK")
+    except psycopg.Error:
+        pass
+
+
+async def _send_error(send: Send, err: ApiError) -> None:
+    body = err.body()
+    headers = [(b"content-type", JSON_CT), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in err.headers.items()]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def cache_timeout(cache: SchemaCache | None, role: str) -> str | None:
+    """The role's own statement_timeout (``alter role ... set``), applied per request as PostgREST does."""
+    if cache is None:
+        return None
+    return cache.role_settings.get(role, {}).get("statement_timeout")
 
 
 def _singular_error(n: int) -> ApiError:

@@ -161,6 +161,12 @@ join pg_type rt on rt.oid = p.prorettype
 where n.nspname = any(%(schemas)s) and p.prokind = 'f'
 """
 
+ROLE_SETTINGS_SQL = """
+select r.rolname, s.setconfig from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+where s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
+order by s.setdatabase
+"""
+
 TYPES_SQL = "select oid, format_type(oid, null), typname from pg_type where oid = any(%(oids)s)"
 
 
@@ -170,6 +176,7 @@ class SchemaCache:
     tables: dict[tuple[str, str], Table] = field(default_factory=dict)
     functions: dict[tuple[str, str], list[Function]] = field(default_factory=dict)
     relationships: dict[tuple[str, str], list[Relationship]] = field(default_factory=dict)
+    role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     version: int = 0
 
     def rels_from(self, table: tuple[str, str]) -> list[Relationship]:
@@ -215,6 +222,12 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
             if table is not None and cols and list(cols) not in table.uniques:
                 table.uniques.append(list(cols))
         _build_relationships(cache, fks)
+        await cur.execute(ROLE_SETTINGS_SQL)
+        for rolname, setconfig in await cur.fetchall():
+            for item in setconfig or []:
+                key, _, value = str(item).partition("=")
+                if key == "statement_timeout":
+                    cache.role_settings.setdefault(rolname, {})[key] = value
         await cur.execute(FUNCTIONS_SQL, params)
         rows = await cur.fetchall()
         type_oids: set[int] = set()
