@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+from pydantic import BaseModel
 
 from appkit import AsyncAppKit, col, errors
 from appkit.realtime import Change
@@ -14,6 +15,11 @@ from tests.sdk_support import PASSWORD, Note, app, make_async_app, new_email, re
 from tests.support import StackHandle
 
 __all__ = ["app", "sdk_schema"]
+
+
+class Chat(BaseModel):
+    text: str
+    n: int
 pytestmark = pytest.mark.integration
 
 
@@ -72,6 +78,13 @@ async def test_broadcast_and_presence(stack: StackHandle) -> None:
             await a.realtime.send(topic, "msg", {"text": "hi"})
             message = await inbox.get(timeout=10)
             assert (message.event, message.payload) == ("msg", {"text": "hi"})
+        async with b.realtime.broadcast(topic, event="chat", payload_type=Chat) as typed:
+            await a.realtime.send(topic, "chat", Chat(text="typed", n=2))
+            got = await typed.get(timeout=10)
+            assert got.payload == Chat(text="typed", n=2)
+            await a.realtime.send(topic, "chat", {"text": "no n"})
+            with pytest.raises(errors.ValidationError):
+                await typed.get(timeout=10)
         presence = a.realtime.presence(f"{topic}-p", key="alice")
         async with presence:
             await presence.track({"status": "online"})

@@ -31,8 +31,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from realtime import (
     AsyncRealtimeChannel,
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from appkit.settings import Settings
 
 E = TypeVar("E")
+P = TypeVar("P")
+BM = TypeVar("BM", bound=BaseModel)
 Events = Literal["*", "INSERT", "UPDATE", "DELETE"]
 
 
@@ -74,9 +77,11 @@ class Change(Generic[M]):
 
 
 @dataclass(frozen=True)
-class Broadcast:
+class Broadcast(Generic[P]):
+    """A broadcast message; ``payload`` is the ``payload_type`` model if one was given, else a dict."""
+
     event: str
-    payload: dict[str, Any]
+    payload: P
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,11 @@ class AsyncSubscription(Generic[E]):
         if self.channel is not None:
             return self
         client = await self._realtime.client()
+        existing = client.channels.get(f"realtime:{self._topic}")
+        if existing is not None and not existing.is_leaving and not existing.is_closed:
+            raise errors.ValidationError(
+                f"this client already has a subscription on topic {self._topic!r}; close it first",
+                code="duplicate_subscription")
         channel = client.channel(self._topic, self._options)  # type: ignore[arg-type]
         self._setup(channel, self._push)
         result: dict[str, Any] = {}
@@ -177,6 +187,8 @@ class AsyncSubscription(Generic[E]):
         if item is _END:
             self._closed = True
             raise StopAsyncIteration
+        if isinstance(item, errors.AppKitError):
+            raise item
         return item  # type: ignore[no-any-return]
 
     async def get(self, timeout: float | None = None) -> E:
@@ -304,23 +316,51 @@ class AsyncRealtime:
 
         return AsyncSubscription(self, topic or f"appkit:{schema}:{table}:{id(setup)}", setup)
 
-    def broadcast(self, topic: str, *, event: str = "*", receive_own: bool = False,
-                  private: bool = False) -> AsyncSubscription[Broadcast]:
-        """Broadcast messages on ``topic`` (``private`` topics are authorized by RLS on realtime.messages)."""
-        def setup(channel: AsyncRealtimeChannel, push: Callable[[Broadcast], None]) -> None:
-            channel.on_broadcast(event, lambda p: push(Broadcast(event=p["event"], payload=dict(p["payload"]))))
+    @overload
+    def broadcast(self, topic: str, *, event: str = ..., receive_own: bool = ..., private: bool = ...,
+                  payload_type: None = ...) -> AsyncSubscription[Broadcast[dict[str, Any]]]: ...
+
+    @overload
+    def broadcast(self, topic: str, *, event: str = ..., receive_own: bool = ..., private: bool = ...,
+                  payload_type: type[BM]) -> AsyncSubscription[Broadcast[BM]]: ...
+
+    def broadcast(self, topic: str, *, event: str = "*", receive_own: bool = False, private: bool = False,
+                  payload_type: type[BaseModel] | None = None) -> AsyncSubscription[Any]:
+        """Broadcast messages on ``topic`` (``private`` topics are authorized by RLS on realtime.messages).
+
+        With ``payload_type`` each payload is validated into that pydantic model; a payload that
+        does not validate is raised from the iterator as ``errors.ValidationError``.
+        """
+        def setup(channel: AsyncRealtimeChannel, push: Callable[[Any], None]) -> None:
+            def on_message(p: Any) -> None:
+                body = dict(p.get("payload") or {})
+                if payload_type is None:
+                    push(Broadcast(event=p["event"], payload=body))
+                    return
+                try:
+                    push(Broadcast(event=p["event"], payload=payload_type.model_validate(body)))
+                except PydanticValidationError as exc:
+                    push(errors.ValidationError(f"broadcast payload is not a {payload_type.__name__}",
+                                                code="invalid_payload", details=exc.errors(include_url=False)))
+
+            channel.on_broadcast(event, on_message)
 
         options = {"config": {"broadcast": {"self": receive_own, "ack": True}, "presence": None,
                               "private": private}}
         return AsyncSubscription(self, topic, setup, options)
 
-    async def send(self, topic: str, event: str, payload: dict[str, Any]) -> None:
+    async def send(self, topic: str, event: str, payload: dict[str, Any] | BaseModel) -> None:
         """Broadcast one message on ``topic`` (joins the topic first if needed)."""
-        sub = self.broadcast(topic)
-        await sub.start()
-        assert sub.channel is not None
+        body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+        client = await self.client()
+        channel = client.channels.get(f"realtime:{topic}")
+        if channel is None or not channel.is_joined:
+            sub = self.broadcast(topic)  # stays joined for later sends; closed with the client
+            await sub.start()
+            channel = sub.channel
+        assert channel is not None
         try:
-            await sub.channel.send_broadcast(event, payload)
+            await channel.send_broadcast(event, body)
         except Exception as exc:
             raise errors.ServiceUnavailable(f"broadcast failed: {exc}", code="realtime_error") from exc
 
@@ -417,6 +457,8 @@ class Subscription(Generic[E]):
         if item is _END:
             self._closed = True
             raise StopIteration
+        if isinstance(item, errors.AppKitError):
+            raise item
         return item  # type: ignore[no-any-return]
 
     def get(self, timeout: float | None = None) -> E:
@@ -428,6 +470,8 @@ class Subscription(Generic[E]):
         if item is _END:
             self._closed = True
             raise errors.ServiceUnavailable("the subscription is closed", code="realtime_closed")
+        if isinstance(item, errors.AppKitError):
+            raise item
         return item  # type: ignore[no-any-return]
 
     def close(self) -> None:
@@ -493,12 +537,20 @@ class Realtime:
                 where: Filter | None = None) -> Subscription[Change[M]]:
         return Subscription(self, lambda: self._inner().changes(model, events=events, where=where))
 
-    def broadcast(self, topic: str, *, event: str = "*", receive_own: bool = False,
-                  private: bool = False) -> Subscription[Broadcast]:
-        return Subscription(self, lambda: self._inner().broadcast(
-            topic, event=event, receive_own=receive_own, private=private))
+    @overload
+    def broadcast(self, topic: str, *, event: str = ..., receive_own: bool = ..., private: bool = ...,
+                  payload_type: None = ...) -> Subscription[Broadcast[dict[str, Any]]]: ...
 
-    def send(self, topic: str, event: str, payload: dict[str, Any]) -> None:
+    @overload
+    def broadcast(self, topic: str, *, event: str = ..., receive_own: bool = ..., private: bool = ...,
+                  payload_type: type[BM]) -> Subscription[Broadcast[BM]]: ...
+
+    def broadcast(self, topic: str, *, event: str = "*", receive_own: bool = False, private: bool = False,
+                  payload_type: type[BaseModel] | None = None) -> Subscription[Any]:
+        return Subscription(self, lambda: self._inner().broadcast(
+            topic, event=event, receive_own=receive_own, private=private, payload_type=payload_type))
+
+    def send(self, topic: str, event: str, payload: dict[str, Any] | BaseModel) -> None:
         self._thread().run(self._inner().send(topic, event, payload))
 
     def presence(self, topic: str, *, key: str = "") -> Presence:
