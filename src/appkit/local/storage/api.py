@@ -556,10 +556,13 @@ class StorageAPI:
         level = prefix.count("/") + 1
         pattern = _like_escape(prefix) + _like_escape(search) + "%"
         nulls = "nulls last" if order == "asc" else "nulls first"
+        sort = (f'name collate "C" {order}' if column == "name"
+                else f'{column} {order} {nulls}, name collate "C" {order}')
         query = f"""
             with m as (
               select name, id, updated_at, created_at, last_accessed_at, metadata, path_tokens
-              from storage.objects where bucket_id = %(b)s and name ilike %(p)s
+              from storage.objects
+              where bucket_id = %(b)s and lower(name) like lower(%(p)s) and name ilike %(p)s
             ), l as (
               select distinct on (path_tokens[%(lv)s]) path_tokens[%(lv)s] as name, null::uuid as id,
                      null::timestamptz as updated_at, null::timestamptz as created_at,
@@ -570,7 +573,7 @@ class StorageAPI:
               from m where array_length(path_tokens, 1) = %(lv)s
             )
             select coalesce(json_agg(x), '[]'::json)::text as body from (
-              select * from l order by {column} {order} {nulls}, name collate "C" {order}
+              select * from l order by {sort}
               limit %(lim)s offset %(off)s
             ) x
         """
