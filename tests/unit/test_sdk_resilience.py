@@ -246,6 +246,10 @@ def test_settings_validation_and_from_env(monkeypatch: pytest.MonkeyPatch) -> No
         AppKit(url="not-a-url", anon_key="x")
     with pytest.raises(errors.ConfigError):
         AppKit(url=URL)
+    with pytest.raises(errors.ConfigError):
+        AppKit(url=URL, anon_key="x", timout=3)  # a typo is not silently ignored
+    with pytest.raises(errors.ConfigError):
+        AppKit(url=URL, anon_key="x", timeout=-1)
     monkeypatch.setenv("SUPABASE_URL", URL + "/")
     monkeypatch.setenv("SUPABASE_ANON_KEY", "anon-from-env")
     monkeypatch.setenv("APPKIT_TIMEOUT", "3")

@@ -151,6 +151,9 @@ class AsyncAppKit:
 
 
 def _settings(values: dict[str, Any], *, from_env: bool) -> Settings:
+    unknown = sorted(set(values) - set(Settings.model_fields))
+    if unknown:
+        raise errors.ConfigError(f"unknown appkit settings: {', '.join(unknown)}", code="invalid_settings")
     try:
         if from_env:
             return Settings(**values)
