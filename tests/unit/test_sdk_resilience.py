@@ -278,3 +278,19 @@ async def test_async_client_retries_and_maps() -> None:
         respx.post(f"{REST}/notes").mock(return_value=pg_error(409, "23505"))
         with pytest.raises(errors.Conflict):
             await app.table(Note).insert(Note(body="x"))
+
+
+@respx.mock
+def test_malformed_success_bodies_of_auth_and_storage() -> None:
+    respx.post(f"{URL}/auth/v1/token").mock(return_value=httpx.Response(200, text="<html>login</html>"))
+    with pytest.raises(errors.UnexpectedResponse):
+        make().auth.sign_in(email="a@b.co", password="x")
+    respx.post(f"{URL}/auth/v1/token").mock(return_value=httpx.Response(200, json={"weird": True}))
+    with pytest.raises(errors.AppKitError):
+        make().auth.sign_in(email="a@b.co", password="x")
+    respx.post(url__startswith=f"{URL}/storage/v1/object/list/").mock(return_value=httpx.Response(200, text="nope"))
+    with pytest.raises(errors.UnexpectedResponse):
+        make().files.list("docs")
+    respx.post(url__startswith=f"{URL}/storage/v1/object/sign/").mock(return_value=httpx.Response(200, json={}))
+    with pytest.raises(errors.UnexpectedResponse):
+        make().files.signed_url("docs", "a.txt")
