@@ -172,3 +172,34 @@ def test_tus_errors(stack: StackHandle, users: tuple[User, User]) -> None:
         n = conn.execute("select count(*) from storage.objects where bucket_id = %s", (SMALL,)).fetchone()
     assert n == (0,)
 
+
+
+def test_signed_resumable_upload(stack: StackHandle, users: tuple[User, User]) -> None:
+    alice, _ = users
+    name = f"{alice.id}/signed-tus.bin"
+    token = sync_client(stack, alice.token).from_(BUCKET).create_signed_upload_url(name)["token"]
+    data = os.urandom(300_000)
+    base_headers = {"apikey": stack.anon_key, "Tus-Resumable": "1.0.0", "x-signature": token}
+    r = httpx.post(storage_url(stack) + "upload/resumable/sign", headers={
+        **base_headers, "Upload-Length": str(len(data)), "Upload-Metadata": _meta(bucketName=BUCKET, objectName=name)})
+    assert r.status_code == 201, r.text
+    location = r.headers["location"]
+    assert "/upload/resumable/sign/" in location
+    other = httpx.post(storage_url(stack) + "upload/resumable/sign", headers={
+        **base_headers, "Upload-Length": "3", "Upload-Metadata": _meta(bucketName=BUCKET, objectName=f"{name}.x")})
+    assert other.status_code == 400 and other.json()["code"] == "InvalidSignature"
+    unsigned_route = location.replace("/upload/resumable/sign/", "/upload/resumable/")
+    assert _patch(stack, alice.token, unsigned_route, 0, data).status_code == 404
+    patch_headers = {**base_headers, "Content-Type": "application/offset+octet-stream"}
+    r = httpx.patch(location, content=data[:100_000], headers={**patch_headers, "Upload-Offset": "0"})
+    assert r.status_code == 204 and r.headers["upload-offset"] == "100000"
+    bad = httpx.patch(location, content=data[100_000:], headers={
+        **patch_headers, "Upload-Offset": "100000", "x-signature": token[:-2] + "xx"})
+    assert bad.status_code == 400
+    r = httpx.patch(location, content=data[100_000:], headers={**patch_headers, "Upload-Offset": "100000"})
+    assert r.status_code == 204 and r.headers["upload-offset"] == str(len(data))
+    assert sync_client(stack, alice.token).from_(BUCKET).download(name) == data
+    with psycopg.connect(stack.db_url) as conn:
+        row = conn.execute("select owner_id from storage.objects where bucket_id = %s and name = %s",
+                           (BUCKET, name)).fetchone()
+    assert row == (alice.id,)

@@ -106,8 +106,33 @@ class TusUploads:
             "Tus-Max-Size": str(self.api.global_limit)}))
 
     async def create(self, request: Request) -> Response:
-        self._check_version(request)
+        return await self._create(request, signed=False)
+
+    async def create_signed(self, request: Request) -> Response:
+        return await self._create(request, signed=True)
+
+    def _signed_owner(self, request: Request, bucket_id: str, key: str) -> tuple[Caller, bool]:
+        """The owner and upsert flag of a signed-upload token sent as ``x-signature``."""
+        payload = self.api._verify_token(request.headers.get("x-signature"), f"{bucket_id}/{key}")
+        claims: dict[str, Any] = {"role": payload.get("role") or "authenticated"}
+        if payload.get("owner"):
+            claims["sub"] = payload["owner"]
+        return Caller(str(claims["role"]), claims), bool(payload.get("upsert"))
+
+    def _auth(self, request: Request, info: dict[str, Any], *, signed: bool) -> tuple[Caller | None, Caller]:
+        """(who writes the row: None = storage admin after a verified token, the row's owner)."""
+        if bool(info.get("signed")) != signed:
+            raise E.tus_error(404, "Upload not found")
+        if signed:
+            owner, _ = self._signed_owner(request, info["bucket"], info["key"])
+            return None, owner
         caller = self.api.caller(request)
+        self._caller_matches(caller, info)
+        return caller, caller
+
+    async def _create(self, request: Request, *, signed: bool) -> Response:
+        self._check_version(request)
+        caller = None if signed else self.api.caller(request)
         if request.headers.get("upload-defer-length"):
             raise E.tus_error(400, "Upload-Defer-Length is not supported")
         length_raw = request.headers.get("upload-length", "")
@@ -136,22 +161,25 @@ class TusUploads:
                 raise E.tus_error(400, "Upload-Metadata: metadata must be JSON") from None
             if not isinstance(user_metadata, dict):
                 raise E.tus_error(400, "Upload-Metadata: metadata must be a JSON object")
-        upsert = request.headers.get("x-upsert", "false").lower() == "true"
-        await self.api._check_insert(caller, bucket_id, key, upsert)
+        if caller is None:
+            owner, upsert = self._signed_owner(request, bucket_id, key)
+        else:
+            owner, upsert = caller, request.headers.get("x-upsert", "false").lower() == "true"
+            await self.api._check_insert(caller, bucket_id, key, upsert)
         upload_id = new_version()
         info_path, data_path = self._paths(upload_id)
         data_path.touch()
         info = {"bucket": bucket_id, "key": key, "length": length, "mimetype": mimetype,
                 "cacheControl": normalize_cache_control(meta.get("cacheControl")), "metadata": user_metadata,
-                "upsert": upsert, "sub": caller.sub, "role": caller.role, "created": time.time()}
+                "upsert": upsert, "sub": owner.sub, "role": owner.role, "signed": signed, "created": time.time()}
         write_atomic(info_path, json.dumps(info).encode())
-        location = f"{self._base(request)}/upload/resumable/{upload_id}"
+        location = f"{self._base(request)}/upload/resumable/{'sign/' if signed else ''}{upload_id}"
         headers = _headers(Location=location)
         if request.headers.get("content-type") == "application/offset+octet-stream":
-            offset, _finished = await self._append(request, upload_id, info, data_path, 0, caller)
+            offset, _ = await self._append(request, upload_id, info, data_path, 0, caller, owner)
             headers["Upload-Offset"] = str(offset)
         elif length == 0:
-            await self._finish(upload_id, info, data_path, caller)
+            await self._finish(upload_id, info, data_path, caller, owner)
         return Response(status_code=201, headers=headers)
 
     @staticmethod
@@ -171,21 +199,26 @@ class TusUploads:
             "Upload-Offset": str(offset), "Upload-Length": str(info["length"]), "Cache-Control": "no-store"}))
 
     async def patch(self, request: Request) -> Response:
+        return await self._patch(request, signed=False)
+
+    async def patch_signed(self, request: Request) -> Response:
+        return await self._patch(request, signed=True)
+
+    async def _patch(self, request: Request, *, signed: bool) -> Response:
         self._check_version(request)
-        caller = self.api.caller(request)
         upload_id = request.path_params["upload_id"]
         info, _, data_path = self._load(upload_id)
-        self._caller_matches(caller, info)
+        caller, owner = self._auth(request, info, signed=signed)
         if request.headers.get("content-type") != "application/offset+octet-stream":
             raise E.tus_error(415, "Content-Type must be application/offset+octet-stream")
         offset_raw = request.headers.get("upload-offset", "")
         if not offset_raw.isdigit():
             raise E.tus_error(400, "Upload-Offset header is required")
-        offset, _ = await self._append(request, upload_id, info, data_path, int(offset_raw), caller)
+        offset, _ = await self._append(request, upload_id, info, data_path, int(offset_raw), caller, owner)
         return Response(status_code=204, headers=_headers(**{"Upload-Offset": str(offset)}))
 
     async def _append(self, request: Request, upload_id: str, info: dict[str, Any], data_path: Path,
-                      offset: int, caller: Caller) -> tuple[int, bool]:
+                      offset: int, caller: Caller | None, owner: Caller) -> tuple[int, bool]:
         lock = self.locks.setdefault(upload_id, asyncio.Lock())
         if lock.locked():
             raise E.StorageError(423, "ResourceLocked", "The upload is being written by another request",
@@ -218,26 +251,32 @@ class TusUploads:
                 raise E.tus_error(460, "Client disconnected")
             finished = offset == length
             if finished:
-                await self._finish(upload_id, info, data_path, caller)
+                await self._finish(upload_id, info, data_path, caller, owner)
             return offset, finished
 
-    async def _finish(self, upload_id: str, info: dict[str, Any], data_path: Path, caller: Caller) -> None:
+    async def _finish(self, upload_id: str, info: dict[str, Any], data_path: Path, caller: Caller | None,
+                      owner: Caller) -> None:
         temp = self.api.store.temp_path()
         os.replace(data_path, temp)
         ing = Ingested(temp, int(info["length"]), info["mimetype"], info["cacheControl"], info.get("metadata"))
         try:
-            await self.api.commit_file(ing, info["bucket"], info["key"], db_caller=caller, owner=caller,
+            await self.api.commit_file(ing, info["bucket"], info["key"], db_caller=caller, owner=owner,
                                        upsert=bool(info.get("upsert")), method="POST")
         finally:
             temp.unlink(missing_ok=True)
             self._remove(upload_id)
 
     async def delete(self, request: Request) -> Response:
+        return await self._delete(request, signed=False)
+
+    async def delete_signed(self, request: Request) -> Response:
+        return await self._delete(request, signed=True)
+
+    async def _delete(self, request: Request, *, signed: bool) -> Response:
         self._check_version(request)
-        caller = self.api.caller(request)
         upload_id = request.path_params["upload_id"]
         info, _, _ = self._load(upload_id)
-        self._caller_matches(caller, info)
+        self._auth(request, info, signed=signed)
         lock = self.locks.get(upload_id)
         if lock is not None and lock.locked():
             raise E.StorageError(423, "ResourceLocked", "The upload is being written by another request",
