@@ -362,6 +362,8 @@ def test_public_urls_range_and_transform(stack: StackHandle, admin: Any) -> None
     assert r.status_code == 206 and r.content == b"2345" and r.headers["content-range"] == "bytes 2-5/10"
     assert httpx.get(url, headers={"Range": "bytes=-3"}).content == b"789"
     assert httpx.get(url, headers={"Range": "bytes=50-"}).status_code == 416
+    etag = httpx.get(url).headers["etag"]
+    assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
     r = httpx.get(f.get_public_url("pub/img.png", {"download": True}))
     assert r.headers["content-disposition"].startswith('attachment; filename="img.png"')
     transformed = f.get_public_url("pub/img.png", {"transform": {"width": 10, "height": 10}})
