@@ -271,6 +271,9 @@ async def test_only_committed_changes_in_order(stack: StackHandle, rt: list[Any]
     ("n=in.(2,4,9)", [2, 4]),
     ("status=eq.s3", [3]),
     ("status=in.(s1,s5)", [1, 5]),
+    ("status=not.in.(s1,s5)", [2, 3, 4]),
+    ("status=ilike.S2", [2]),
+    ("n=gt.1,status=neq.s3", [2, 4, 5]),
 ])
 async def test_postgres_changes_filters(stack: StackHandle, rt: list[Any], table: str, flt: str,
                                         expected: list[int], db: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -295,13 +298,13 @@ async def test_postgres_changes_bad_filter_reports_error(stack: StackHandle, rt:
     states = Recorder()
     system: list[Any] = []
     ch = a.channel(f"rt-badfilter-{table}", config())
-    ch.on_postgres_changes("INSERT", Recorder(), table=table, schema="public", filter="n=like.%3")
+    ch.on_postgres_changes("INSERT", Recorder(), table=table, schema="public", filter="n=regex.3")
     ch.on_system(system.append)
     await ch.subscribe(states.state)
     await wait_for(lambda: any(s == RealtimeSubscribeStates.CHANNEL_ERROR for s, _ in states.states),
                    what="channel error for a bad filter")
     err = next(e for s, e in states.states if s == RealtimeSubscribeStates.CHANNEL_ERROR)
-    assert "like" in str(err)
+    assert "regex" in str(err)
 
 
 async def test_rls_isolation(stack: StackHandle, rt: list[Any], table: str,

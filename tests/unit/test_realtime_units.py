@@ -54,6 +54,20 @@ def test_null_is_none() -> None:
     ("s=eq.x", {}, "text", False),
     ("b=eq.true", {"b": True}, "bool", True),
     ("t=gt.2024-01-01T00:00:00Z", {"t": "2024-06-01T00:00:00+00:00"}, "timestamptz", True),
+    ("s=like.ab%", {"s": "abc"}, "text", True),
+    ("s=like.ab_", {"s": "abcd"}, "text", False),
+    ("s=ilike.AB%", {"s": "abc"}, "text", True),
+    ("s=match.^a.c$", {"s": "abc"}, "text", True),
+    ("s=imatch.^A", {"s": "abc"}, "text", True),
+    ("s=is.null", {"s": None}, "text", True),
+    ("s=is.null", {"s": "x"}, "text", False),
+    ("b=is.true", {"b": True}, "bool", True),
+    ("s=not.is.null", {"s": "x"}, "text", True),
+    ("s=not.eq.x", {"s": "y"}, "text", True),
+    ("s=not.eq.x", {"s": None}, "text", False),  # NULL: unknown, never matches
+    ("s=not.in.(a,b)", {"s": "c"}, "text", True),
+    ("s=isdistinct.x", {"s": None}, "text", True),
+    ("s=isdistinct.x", {"s": "x"}, "text", False),
 ])
 def test_filters(flt: str, record: dict[str, object], typ: str, match: bool) -> None:
     (f,) = parse_filters(flt)
@@ -66,7 +80,7 @@ def test_several_filters_are_and() -> None:
     assert all(f.matches({"n": 2, "s": "a"}, "int4" if f.column == "n" else "text") for f in fs)
 
 
-@pytest.mark.parametrize("bad", ["n", "n=eq", "n=like.%a%", "=eq.1", "n=in.1,2"])
+@pytest.mark.parametrize("bad", ["n", "n=eq", "n=regex.a", "=eq.1", "n=in.1,2", "n=is.maybe", "s=match.(("])
 def test_bad_filters(bad: str) -> None:
     with pytest.raises(FilterError):
         parse_filters(bad)

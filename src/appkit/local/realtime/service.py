@@ -37,6 +37,8 @@ PG_EVENTS = ("*", "INSERT", "UPDATE", "DELETE")
 MAX_RECORD_BYTES = 1024 * 1024
 #: close code sent to a socket whose outgoing queue overflowed (slow consumer)
 SLOW_CONSUMER_CLOSE = 1013
+#: seconds without any frame (clients heartbeat every 25-30 s) before a socket is dropped
+HEARTBEAT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -119,9 +121,16 @@ class Channel:
     def key(self) -> tuple[str, bool]:
         return (self.sub_topic, self.private)
 
+    _claims_key: tuple[str, str] | None = None
+
     @property
     def claims_key(self) -> str:
-        return dumps({k: self.claims[k] for k in sorted(self.claims)})
+        """Channels with equal claims share one RLS evaluation per change (cached per token;
+        the claims are always those of ``token``)."""
+        cached = self._claims_key
+        if cached is None or cached[0] != self.token:
+            cached = self._claims_key = (self.token, dumps({k: self.claims[k] for k in sorted(self.claims)}))
+        return cached[1]
 
 
 def _binding_id(params: dict[str, Any]) -> int:
@@ -181,7 +190,12 @@ class Connection:
 
     async def _reader(self) -> None:
         while True:
-            msg = await self.ws.receive()
+            try:
+                msg = await asyncio.wait_for(self.ws.receive(), HEARTBEAT_TIMEOUT)
+            except TimeoutError:
+                # like Phoenix: a client silent for a minute (no heartbeat) is gone
+                log.info("realtime: closing a socket silent for %ss", HEARTBEAT_TIMEOUT)
+                break
             if msg["type"] == "websocket.disconnect":
                 break
             text = msg.get("text")

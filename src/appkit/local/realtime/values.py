@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -130,11 +131,30 @@ def to_json_value(typname: str, text: str | None) -> Any:
 
 # -- filters ---------------------------------------------------------------------------
 
-FILTER_OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "in")
+FILTER_OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "in", "like", "ilike", "is", "match", "imatch",
+              "isdistinct")
 
 
 class FilterError(ValueError):
     pass
+
+
+def _like_regex(pattern: str, flags: int) -> re.Pattern[str]:
+    out: list[str] = []
+    escaped = False
+    for ch in pattern:
+        if escaped:
+            out.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), flags | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -142,20 +162,49 @@ class Filter:
     column: str
     op: str
     value: str | tuple[str, ...]
+    negate: bool = False
 
     def matches(self, record: dict[str, Any], typname: str | None) -> bool:
+        """SQL semantics: a comparison with NULL is unknown, and unknown never matches
+        (negated or not); ``is`` and ``isdistinct`` are the NULL-aware ones."""
         if self.column not in record:
             return False
-        actual = record[self.column]
-        if actual is None:
+        result = self._test(record[self.column], typname)
+        if result is None:
             return False
+        return result != self.negate
+
+    def _test(self, actual: Any, typname: str | None) -> bool | None:
+        if self.op == "is":
+            want = str(self.value).lower()
+            if want == "null":
+                return actual is None
+            if want in ("true", "false"):
+                return actual is (want == "true")
+            return None
+        if self.op == "isdistinct":
+            assert isinstance(self.value, str)
+            if actual is None:
+                return self.value.lower() != "null"
+            return _compare(actual, self.value, typname) != 0
+        if actual is None:
+            return None
         if self.op == "in":
             assert isinstance(self.value, tuple)
             return any(_compare(actual, v, typname) == 0 for v in self.value)
         assert isinstance(self.value, str)
+        if self.op in ("like", "ilike", "match", "imatch"):
+            text = actual if isinstance(actual, str) else json.dumps(actual)
+            flags = re.IGNORECASE if self.op in ("ilike", "imatch") else 0
+            try:
+                if self.op in ("like", "ilike"):
+                    return _like_regex(self.value, flags).fullmatch(text) is not None
+                return re.search(self.value, text, flags) is not None
+            except re.error:
+                return None
         cmp = _compare(actual, self.value, typname)
         if cmp is None:
-            return False
+            return None
         return {
             "eq": cmp == 0, "neq": cmp != 0, "lt": cmp < 0, "lte": cmp <= 0, "gt": cmp > 0, "gte": cmp >= 0,
         }[self.op]
@@ -189,6 +238,9 @@ def parse_filters(text: str | None) -> list[Filter]:
     filters: list[Filter] = []
     for part in _split_top(text, ","):
         column, sep, rest = part.partition("=")
+        negate = rest.startswith("not.")
+        if negate:
+            rest = rest[4:]
         op, dot, value = rest.partition(".")
         if not sep or not dot or not column:
             raise FilterError(f"invalid filter: {part!r} (expected column=operator.value)")
@@ -200,9 +252,16 @@ def parse_filters(text: str | None) -> list[Filter]:
             items = tuple(v.strip().strip('"') for v in _split_top(value[1:-1], ",") if v.strip() != "")
             if len(items) > 100:
                 raise FilterError("filter value for `in` cannot have more than 100 values")
-            filters.append(Filter(column, op, items))
+            filters.append(Filter(column, op, items, negate))
         else:
-            filters.append(Filter(column, op, value))
+            if op == "is" and value.lower() not in ("null", "true", "false"):
+                raise FilterError(f"invalid filter: {part!r} (is expects null, true or false)")
+            if op in ("match", "imatch"):
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    raise FilterError(f"invalid regular expression in {part!r}: {exc}") from None
+            filters.append(Filter(column, op, value, negate))
     return filters
 
 
