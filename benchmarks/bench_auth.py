@@ -19,6 +19,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -115,14 +116,14 @@ def _load_worker(kind: str, api_url: str, anon: str, states: list[dict[str, Any]
         return _request("GET", "/auth/v1/user", hosthdr,
                         {"apikey": anon, "Authorization": f"Bearer {state['access_token']}"})
 
-    async def main() -> tuple[int, int, float]:
+    async def main() -> tuple[int, int, float, list[str]]:
         stats = [0, 0]
         for s in states:
             s["kind"] = kind
         start = time.perf_counter()
         deadline = start + seconds
         await asyncio.gather(*(_conn_loop(host, port, make, s, deadline, stats) for s in states))
-        return stats[0], stats[1], time.perf_counter() - start
+        return stats[0], stats[1], time.perf_counter() - start, [str(s.get("refresh_token", "")) for s in states]
 
     out.put(asyncio.run(main()))
 
@@ -135,14 +136,17 @@ def cpu_seconds(pid: int) -> float:
 
 def run_load(kind: str, api_url: str, anon: str, states: list[dict[str, Any]], seconds: float,
              server_pid: int) -> tuple[float, int, float]:
-    """(successful req/s, errors, server CPU ms per request)."""
+    """(successful req/s, errors, server CPU ms per request); ``states`` get the latest refresh tokens."""
     q: Any = mp.Queue()
     p = mp.Process(target=_load_worker, args=(kind, api_url, anon, states, seconds, q))
     cpu0 = cpu_seconds(server_pid)
     p.start()
-    ok, errors, elapsed = q.get()
+    ok, errors, elapsed, tokens = q.get()
     cpu1 = cpu_seconds(server_pid)
     p.join()
+    for state, token in zip(states, tokens, strict=True):
+        if token:
+            state["refresh_token"] = token
     return ok / elapsed, errors, (cpu1 - cpu0) * 1000 / max(ok + errors, 1)
 
 
@@ -151,6 +155,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="duration of each phase")
     ap.add_argument("--clients", type=int, default=32, help="concurrent connections for refresh and /user")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (medians reported)")
     ap.add_argument("--signin-clients", type=int, default=8, help="concurrent connections for sign-in")
     args = ap.parse_args()
 
@@ -180,28 +185,40 @@ def main() -> None:
         assert stack.process is not None
         pid = stack.process.pid
         load_before = os.getloadavg()[0]
-        raw = raw_bcrypt_rate(cost, args.seconds)
-        signin, e1, c1 = run_load("signin", stack.api_url, stack.anon_key,
-                                  [{"email": e} for e in emails], args.seconds, pid)
-        refresh, e2, c2 = run_load("refresh", stack.api_url, stack.anon_key,
-                                   [{"refresh_token": s["refresh_token"]} for s in sessions], args.seconds, pid)
-        user, e3, c3 = run_load("user", stack.api_url, stack.anon_key,
-                                [{"access_token": s["access_token"]} for s in sessions], args.seconds, pid)
+        rounds: list[dict[str, float]] = []
+        for _ in range(args.rounds):  # interleaved, so baseline and server see the same machine load
+            raw = raw_bcrypt_rate(cost, args.seconds)
+            signin, e1, c1 = run_load("signin", stack.api_url, stack.anon_key,
+                                      [{"email": e} for e in emails], args.seconds, pid)
+            refresh, e2, c2 = run_load("refresh", stack.api_url, stack.anon_key, sessions, args.seconds, pid)
+            user, e3, c3 = run_load("user", stack.api_url, stack.anon_key,
+                                    [{"access_token": s["access_token"]} for s in sessions], args.seconds, pid)
+            rounds.append({"raw": raw, "signin": signin, "ratio": signin / raw, "refresh": refresh, "user": user,
+                           "e1": e1, "e2": e2, "e3": e3, "c1": c1, "c2": c2, "c3": c3})
         load_after = os.getloadavg()[0]
     finally:
         stack.stop()
 
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    def errs(key: str) -> int:
+        return int(sum(r[key] for r in rounds))
+
     cpus = os.cpu_count()
-    print(f"# Auth benchmark ({cpus} CPUs, bcrypt cost {cost}, {args.seconds:.0f} s per phase,"
-          f" load average {load_before:.1f} -> {load_after:.1f})\n")
+    print(f"# Auth benchmark ({cpus} CPUs, bcrypt cost {cost}, {args.rounds} interleaved rounds of {args.seconds:.0f} s"
+          f" per phase, load average {load_before:.1f} -> {load_after:.1f}; medians)\n")
     print("| measurement | rate (req/s) | baseline | ratio / target | errors | server CPU ms/req |")
     print("|---|---:|---:|---|---:|---:|")
-    print(f"| raw bcrypt.checkpw, {cpus} threads (baseline) | {raw:,.1f} | - | - | - | - |")
-    print(f"| password sign-in, {args.signin_clients} clients | {signin:,.1f} | {raw:,.1f} | "
-          f"{signin / raw:.0%} of raw bcrypt (target >= 80 %) | {e1} | {c1:.2f} |")
-    print(f"| refresh_token grant, {args.clients} clients | {refresh:,.0f} | 1,000 | "
-          f"{refresh / 1000:.2f}x target | {e2} | {c2:.2f} |")
-    print(f"| GET /user, {args.clients} clients | {user:,.0f} | 1,000 | {user / 1000:.2f}x target | {e3} | {c3:.2f} |")
+    print(f"| raw bcrypt.checkpw, {cpus} threads (baseline) | {med('raw'):,.1f} | - | - | - | - |")
+    print(f"| password sign-in, {args.signin_clients} clients | {med('signin'):,.1f} | {med('raw'):,.1f} | "
+          f"{med('ratio'):.0%} of raw bcrypt (target >= 80 %) | {errs('e1')} | {med('c1'):.2f} |")
+    print(f"| refresh_token grant, {args.clients} clients | {med('refresh'):,.0f} | 1,000 | "
+          f"{med('refresh') / 1000:.2f}x target | {errs('e2')} | {med('c2'):.2f} |")
+    print(f"| GET /user, {args.clients} clients | {med('user'):,.0f} | 1,000 | {med('user') / 1000:.2f}x target |"
+          f" {errs('e3')} | {med('c3'):.2f} |")
+    print("\nper round (sign-in/raw bcrypt ratio, refresh req/s, /user req/s): "
+          + "; ".join(f"{r['ratio']:.0%}, {r['refresh']:,.0f}, {r['user']:,.0f}" for r in rounds))
 
 
 if __name__ == "__main__":

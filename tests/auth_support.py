@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from supabase_auth import AsyncGoTrueClient, SyncGoTrueClient, SyncMemoryStorage
 
 from appkit.local.auth.mail import list_messages
@@ -48,7 +49,14 @@ def admin_client(stack: StackHandle) -> Any:
     ).admin
 
 
+def local_only(stack: StackHandle) -> None:
+    """Skip on a real Supabase project (APPKIT_TEST_SUPABASE_URL): mail capture is local-only."""
+    if stack.workdir is None:
+        pytest.skip("captured e-mail/SMS exists only on the local stack")
+
+
 def last_message(stack: StackHandle, recipient: str, kind: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+    local_only(stack)
     deadline = time.monotonic() + timeout
     while True:
         msgs = list_messages(stack.db_url, recipient, kind=kind)

@@ -15,7 +15,15 @@ from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
 
 from appkit.local.auth import totp
 from appkit.local.auth.mail import list_messages
-from tests.auth_support import admin_client, async_client, client, last_message, new_email, new_phone
+from tests.auth_support import (
+    admin_client,
+    async_client,
+    client,
+    last_message,
+    local_only,
+    new_email,
+    new_phone,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -294,6 +302,7 @@ def test_password_recovery_flow(stack) -> None:  # type: ignore[no-untyped-def]
     # unknown addresses answer the same (no enumeration) and send nothing
     unknown = new_email()
     client(stack).reset_password_for_email(unknown)
+    local_only(stack)
     assert not list_messages(stack.db_url, unknown)
 
 
@@ -485,6 +494,7 @@ def test_settings_health_jwks(stack) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_messages_endpoint_needs_service_role(stack) -> None:  # type: ignore[no-untyped-def]
+    local_only(stack)
     _, _, email = signed_up(stack)
     client(stack).reset_password_for_email(email)
     url = f"{stack.api_url}/auth/v1/_appkit/messages?email={email}"
