@@ -74,3 +74,19 @@ def test_unauthenticated_and_forged_tokens_get_401(client: TestClient, stack: St
         assert client.get("/notes", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     r = client.post("/login", json={"email": "nobody@example.com", "password": "wrong-password"})
     assert r.status_code == 401 and r.json()["code"] == "invalid_credentials"
+
+
+def test_quickstart_example_runs(client: TestClient, stack: StackHandle) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    env = {**os.environ, "SUPABASE_URL": stack.api_url, "SUPABASE_ANON_KEY": stack.anon_key,
+           "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key, "SUPABASE_JWT_SECRET": stack.jwt_secret}
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "quickstart.py")], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "bob cannot see it: NotFound" in result.stdout
+    assert "alice has 6 notes, 3 done, 3 pages of 2" in result.stdout
