@@ -1,5 +1,5 @@
 """A tour of the sync SDK: sign up two users, show that RLS keeps their notes apart,
-page through rows, bulk-upsert as admin, store a file, and verify a token.
+page through rows, count with a typed filter, and verify a token.
 
     export SUPABASE_URL=http://127.0.0.1:54321 SUPABASE_ANON_KEY=... SUPABASE_SERVICE_ROLE_KEY=...
     export SUPABASE_JWT_SECRET=...        # optional: verify() uses the JWKS otherwise
