@@ -509,3 +509,22 @@ async def test_unknown_topic_and_bad_frames_do_not_break_the_socket(stack: Stack
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(url.replace(stack.anon_key, "bad")):
             pass
+
+
+async def test_through_the_supabase_async_client(stack: StackHandle, table: str,
+                                                 db: psycopg.Connection[tuple[object, ...]]) -> None:
+    from supabase import acreate_client
+
+    sb = await acreate_client(stack.api_url, stack.anon_key)
+    got = Recorder()
+    ch = sb.channel(f"rt-sb-{table}")
+    ch.on_postgres_changes("INSERT", got, table=table, schema="public")
+    ch.on_broadcast("ping", got)
+    await ch.subscribe(got.state)
+    try:
+        assert got.states[-1][0] == RealtimeSubscribeStates.SUBSCRIBED
+        insert(db, table, n=11)  # anon's policy lets it see every row
+        await wait_for(lambda: len(got) == 1, what="change through supabase.AsyncClient")
+        assert got.items[0]["data"]["record"]["n"] == 11
+    finally:
+        await sb.remove_all_channels()

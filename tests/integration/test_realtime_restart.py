@@ -28,6 +28,7 @@ LIMITS = """
 max_channels_per_client = 3
 queue_size = 20
 max_payload_size_in_kb = 64
+max_joins_per_second = 8
 """
 
 
@@ -75,6 +76,30 @@ async def test_limits(own_stack: tuple[StackHandle, Path, int, int], clients: li
         r = await http.post(stack.api_url + "/realtime/v1/api/broadcast", headers={"apikey": stack.anon_key},
                             json={"messages": [{"topic": "t", "event": "e", "payload": {"x": "y" * 70_000}}]})
         assert r.status_code == 413
+
+
+async def test_joins_per_second(own_stack: tuple[StackHandle, Path, int, int],
+                                clients: list[AsyncRealtimeClient]) -> None:
+    stack = own_stack[0]
+    await asyncio.sleep(1.1)  # a fresh one-second window
+    errors: list[str] = []
+    ok = 0
+    for i in range(4):
+        c = AsyncRealtimeClient(ws_url(stack), stack.anon_key, auto_reconnect=False)
+        await c.connect()
+        clients.append(c)
+        for j in range(3):
+            rec = Recorder()
+            await c.channel(f"rate-{i}-{j}", config()).subscribe(rec.state)
+            status, err = rec.states[-1]
+            if status == RealtimeSubscribeStates.SUBSCRIBED:
+                ok += 1
+            else:
+                errors.append(str(err))
+    assert ok >= 8  # the first eight in the window pass
+    assert errors, "12 joins within about a second must hit a limit of 8 per second"
+    assert all("ClientJoinRateLimitReached: Too many joins per second" in e for e in errors)
+    await asyncio.sleep(1.1)  # leave the window clean for the next test
 
 
 async def test_slow_consumer_is_dropped_others_keep_up(own_stack: tuple[StackHandle, Path, int, int],
