@@ -109,9 +109,10 @@ async def main():
             row = await cur.fetchone()
             assert row[1] == 1
             done += 1
-    t0 = time.perf_counter()
+    t0 = time.perf_counter(); c0 = time.process_time()
     await asyncio.gather(*(worker(c) for c in conns))
-    print(json.dumps({"requests": done, "seconds": time.perf_counter() - t0}))
+    print(json.dumps({"requests": done, "seconds": time.perf_counter() - t0,
+                      "cpu_us": (time.process_time() - c0) / max(done, 1) * 1e6}))
 asyncio.run(main())
 """
 
@@ -129,6 +130,11 @@ done = function(summary, latency, requests)
       + summary.errors.write + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 """
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def vm_hwm_kb(pid: int) -> int:
@@ -171,7 +177,7 @@ def run_http_load(url: str, path: str, apikey: str, token: str, conc: int, secon
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(WRK_LUA.format(apikey=apikey, token=token, path=path, rows=ROWS))
             script = f.name
-        out = subprocess.run([wrk, "-t2", f"-c{conc}", f"-d{int(seconds)}s", "-s", script, url],
+        out = subprocess.run([wrk, "-t1", f"-c{conc}", f"-d{int(seconds)}s", "-s", script, url],
                              capture_output=True, text=True, check=True).stdout
         os.unlink(script)
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON"))
@@ -233,17 +239,19 @@ def main() -> None:
                    str(args.raw_connections), str(args.seconds), str(ROWS), json.dumps(sql_params)]
         warm = subprocess.run([*raw_cmd[:-3], "2", str(ROWS), json.dumps(sql_params)], capture_output=True, text=True)
         assert warm.returncode == 0, warm.stderr
+        cpu0 = proc_cpu_s(server_pid)
         http = run_http_load(stack.api_url, "/rest/v1/bench_rest_items", stack.anon_key, token, args.connections,
                              args.seconds)
+        http_cpu_us = (proc_cpu_s(server_pid) - cpu0) / max(http["requests"], 1) * 1e6
         raw = json.loads(subprocess.run(raw_cmd, capture_output=True, text=True, check=True).stdout)
         http_rps = http["requests"] / http["seconds"]
         raw_rps = raw["requests"] / raw["seconds"]
-        results.append(("GET 1 row by PK, RLS on (HTTP, %s, %d keep-alive conns)" % (http["tool"], args.connections),
+        results.append((f"GET 1 row by PK, RLS on (HTTP, {http['tool']}, {args.connections} keep-alive conns)",
                         f"{http_rps:,.0f} req/s" + (f" (p50 {http['p50_ms']:.1f} ms, p99 {http['p99_ms']:.1f} ms)"
                                                     if "p50_ms" in http else ""),
-                        f"errors: {http.get('errors', 0)}"))
+                        f"errors: {http.get('errors', 0)}; API server CPU {http_cpu_us:.0f} us/request"))
         results.append((f"same transaction via psycopg directly ({args.raw_connections} conns, pipelined)",
-                        f"{raw_rps:,.0f} req/s", "baseline"))
+                        f"{raw_rps:,.0f} req/s", f"baseline; client CPU {raw['cpu_us']:.0f} us/request"))
         results.append(("ratio HTTP / raw", f"{http_rps / raw_rps:.0%}",
                         "target >= 50 % and >= 1,500 req/s: "
                         + ("MET" if http_rps / raw_rps >= 0.5 and http_rps >= 1500 else "NOT MET")))
