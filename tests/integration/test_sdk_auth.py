@@ -91,6 +91,12 @@ def test_otp_and_password_recovery(app: AppKit, db: psycopg.Connection[Any]) -> 
     assert session.user.email == email
     with pytest.raises(errors.AuthError):
         app.auth.verify_otp(email=email, token="000000", type="email")
+    third = new_email()
+    app.auth.sign_in_with_otp(email=third)
+    link = last_message(db, third)
+    if link["token_hash"]:
+        via_link = app.auth.verify_otp(token_hash=link["token_hash"], type="email")
+        assert via_link.user.email == third
     other = new_email()  # a second address: the server limits how often one address gets mail
     user = app.auth.sign_up(email=other, password=PASSWORD).user
     app.auth.reset_password(other)

@@ -102,12 +102,14 @@ class Auth:
         with boundary():
             self._core.auth_client(flow_type="implicit").sign_in_with_otp(credentials)  # type: ignore[arg-type]
 
-    def verify_otp(self, *, token: str, type: OtpType = "email", email: str | None = None,
+    def verify_otp(self, *, token: str | None = None, type: OtpType = "email", email: str | None = None,
                          phone: str | None = None, token_hash: str | None = None) -> Session:
-        """Exchange a one-time code (or link ``token_hash``) for a session."""
+        """Exchange a one-time code (with ``email``/``phone``) or a link's ``token_hash`` for a session."""
         params: dict[str, Any] = {"type": type}
         if token_hash:
             params["token_hash"] = token_hash
+        elif not token:
+            raise errors.ValidationError("verify_otp needs a token or a token_hash", code="validation_failed")
         else:
             params["token"] = token
             if email:
