@@ -129,6 +129,15 @@ def test_sync_thread_backed_iterator(stack: StackHandle, app) -> None:  # type: 
             for change in stream:
                 assert change.new is not None and change.new.body == "second"
                 break
+        import threading
+
+        seen: list[Change[Note]] = []
+        arrived = threading.Event()
+        sub = me.realtime.on_changes(Note, lambda c: (seen.append(c), arrived.set()), events="INSERT")
+        me.table(Note).insert(Note(body="callback"))
+        assert arrived.wait(10)
+        assert seen[0].new is not None and seen[0].new.body == "callback"
+        sub.close()
         with me.realtime.presence(f"sync-{uuid.uuid4().hex[:6]}", key="me") as presence:
             presence.track({"status": "here"})
             for _ in range(10):

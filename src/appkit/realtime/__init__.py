@@ -426,9 +426,11 @@ class Subscription(Generic[E]):
     ``with`` subscribes eagerly and unsubscribes on exit; ``get(timeout)`` polls.
     """
 
-    def __init__(self, owner: Realtime, make: Callable[[], AsyncSubscription[E]]) -> None:
+    def __init__(self, owner: Realtime, make: Callable[[], AsyncSubscription[E]],
+                 callback: Callable[[E], None] | None = None) -> None:
         self._owner = owner
         self._make = make
+        self._callback = callback
         self._inner: AsyncSubscription[E] | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         self._closed = False
@@ -439,7 +441,7 @@ class Subscription(Generic[E]):
 
         async def go() -> AsyncSubscription[E]:
             inner = self._make()
-            inner._push = self._queue.put_nowait  # type: ignore[method-assign]
+            inner._push = self._callback or self._queue.put_nowait  # type: ignore[method-assign,assignment]
             inner._end = lambda: self._queue.put_nowait(_END)  # type: ignore[method-assign]
             return await inner.start()
 
@@ -549,6 +551,13 @@ class Realtime:
                   payload_type: type[BaseModel] | None = None) -> Subscription[Any]:
         return Subscription(self, lambda: self._inner().broadcast(
             topic, event=event, receive_own=receive_own, private=private, payload_type=payload_type))
+
+    def on_changes(self, model: type[M], callback: Callable[[Change[M]], None], *, events: Events = "*",
+                   where: Filter | None = None) -> Subscription[Change[M]]:
+        """Callback style: ``callback(change)`` runs on the realtime thread for each change.
+        Returns the started subscription; ``close()`` it to stop."""
+        sub = Subscription(self, lambda: self._inner().changes(model, events=events, where=where), callback)
+        return sub.start()
 
     def send(self, topic: str, event: str, payload: dict[str, Any] | BaseModel) -> None:
         self._thread().run(self._inner().send(topic, event, payload))
