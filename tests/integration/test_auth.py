@@ -570,6 +570,14 @@ def test_get_user_json_matches_other_endpoints(stack) -> None:  # type: ignore[n
     assert [f.friendly_name for f in fetched.user.factors or []] == ["app", None]
     admin_view = admin_client(stack).get_user_by_id(res.user.id).user
     assert admin_view == fetched.user
+    refreshed = c.refresh_session().session  # the refresh fast path renders the user in SQL too
+    assert refreshed is not None and refreshed.user == fetched.user
+    before = claims_of(c.get_session().access_token)  # type: ignore[union-attr]
+    signed_in = claims_of(client(stack).sign_in_with_password(
+        {"email": fetched.user.email, "password": "secret-pass-1"}).session.access_token)  # type: ignore[union-attr]
+    for key in ("aud", "sub", "email", "phone", "app_metadata", "user_metadata", "role", "aal", "is_anonymous",
+                "iss"):
+        assert before[key] == signed_in[key], key
 
 
 def test_concurrent_refreshes_of_one_token_agree(stack) -> None:  # type: ignore[no-untyped-def]

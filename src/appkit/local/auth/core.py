@@ -485,36 +485,51 @@ class Tokens:
             raise forbidden("session_not_found", "Session from session_id claim in JWT does not exist")
         return str(row[0] or "aal1"), list(row[1])
 
-    async def refresh_fast(self, conn: Conn, token: str) -> dict[str, Any] | None:
+    async def refresh_fast(self, conn: Conn, token: str) -> str | None:
         """The common case of the refresh grant in one statement (its own transaction): an
-        active token of a live session of a usable user is rotated. None when anything else
-        applies (revoked, unknown, banned, expired): :meth:`refresh` then decides."""
+        active token of a live session of a usable user is rotated; the session JSON, with the
+        user rendered by Postgres. None when anything else applies (revoked, unknown, banned,
+        expired): :meth:`refresh` then decides."""
         new = new_refresh_token()
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                "with t as (select rt.id, rt.token, rt.session_id, s.user_id from auth.refresh_tokens rt"
-                " join auth.sessions s on s.id = rt.session_id join auth.users u on u.id = s.user_id"
-                " where rt.token = %(token)s and rt.revoked = false and u.deleted_at is null"
-                " and (u.banned_until is null or u.banned_until <= now())"
-                " and (s.not_after is null or s.not_after > now()) for update of rt, s),"
-                " r as (update auth.refresh_tokens set revoked = true, updated_at = now()"
-                " where id = (select id from t)),"
-                " n as (insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at,"
-                " parent, session_id) select %(inst)s, %(new)s, t.user_id::text, false, now(), now(), t.token,"
-                " t.session_id from t),"
-                " ss as (update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()"
-                " where id = (select session_id from t) returning id, aal)"
-                " select ss.id as sid, ss.aal::text as s_aal,"
-                " coalesce((select json_agg(json_build_object('method', c.authentication_method,"
-                " 'timestamp', extract(epoch from c.updated_at)::bigint) order by c.updated_at desc)"
-                " from auth.mfa_amr_claims c where c.session_id = ss.id), '[]'::json) as s_amr,"
-                f" {USER_COLS}, {USER_EXTRAS} from ss join auth.users u on u.id = (select user_id from t)",
-                {"token": token, "inst": INSTANCE_ID, "new": new},
-            )
-            row = await cur.fetchone()
+        cur = await conn.execute(
+            "with t as (select rt.id, rt.token, rt.session_id, s.user_id from auth.refresh_tokens rt"
+            " join auth.sessions s on s.id = rt.session_id join auth.users u on u.id = s.user_id"
+            " where rt.token = %(token)s and rt.revoked = false and u.deleted_at is null"
+            " and (u.banned_until is null or u.banned_until <= now())"
+            " and (s.not_after is null or s.not_after > now()) for update of rt, s),"
+            " r as (update auth.refresh_tokens set revoked = true, updated_at = now()"
+            " where id = (select id from t)),"
+            " n as (insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at,"
+            " parent, session_id) select %(inst)s, %(new)s, t.user_id::text, false, now(), now(), t.token,"
+            " t.session_id from t),"
+            " ss as (update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()"
+            " where id = (select session_id from t) returning id, aal)"
+            " select jsonb_build_object('aud', coalesce(nullif(u.aud, ''), 'authenticated'), 'sub', u.id,"
+            " 'email', coalesce(u.email, ''), 'phone', coalesce(u.phone, ''),"
+            " 'app_metadata', coalesce(u.raw_app_meta_data, '{}'),"
+            " 'user_metadata', coalesce(u.raw_user_meta_data, '{}'),"
+            " 'role', coalesce(nullif(u.role, ''), 'authenticated'), 'aal', coalesce(ss.aal::text, 'aal1'),"
+            " 'amr', coalesce((select jsonb_agg(jsonb_build_object('method', c.authentication_method,"
+            " 'timestamp', extract(epoch from c.updated_at)::bigint) order by c.updated_at desc)"
+            " from auth.mfa_amr_claims c where c.session_id = ss.id), '[]'),"
+            " 'session_id', ss.id, 'is_anonymous', u.is_anonymous)::text,"
+            f" ({USER_JSON_SQL})::text from ss join auth.users u on u.id = (select user_id from t)",
+            {"token": token, "inst": INSTANCE_ID, "new": new},
+        )
+        row = await cur.fetchone()
         if row is None:
             return None
-        return self.session_json(row, str(row["sid"]), row["s_aal"] or "aal1", list(row["s_amr"]), new)
+        base = json.loads(row[0])
+        now = int(time.time())
+        exp = now + self.cfg.jwt_expiry
+        claims = {"aud": base["aud"], "exp": exp, "iat": now, "iss": self.issuer, "sub": base["sub"],
+                  "email": base["email"], "phone": base["phone"], "app_metadata": base["app_metadata"],
+                  "user_metadata": base["user_metadata"], "role": base["role"], "aal": base["aal"],
+                  "amr": base["amr"], "session_id": base["session_id"], "is_anonymous": base["is_anonymous"]}
+        head = json.dumps({"access_token": sign(self.keys, claims), "token_type": "bearer",
+                           "expires_in": self.cfg.jwt_expiry, "expires_at": exp, "refresh_token": new},
+                          separators=(",", ":"))
+        return head[:-1] + ',"user":' + str(row[1]) + "}"
 
     async def refresh(self, conn: Conn, token: str) -> dict[str, Any] | None:
         """The ``refresh_token`` grant, with GoTrue's rotation and reuse-interval rules.

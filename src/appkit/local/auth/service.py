@@ -499,9 +499,9 @@ class AuthService:
         if not token:
             raise bad_request("validation_failed", "refresh_token required")
         async with self.pool.connection() as conn:
-            session = await self.tokens.refresh_fast(conn, token)
-            if session is not None:
-                return ok(session)
+            fast = await self.tokens.refresh_fast(conn, token)
+            if fast is not None:
+                return Response(fast, media_type="application/json")
             async with conn.transaction():
                 session = await self.tokens.refresh(conn, token)
         if session is None:
