@@ -198,6 +198,8 @@ def test_upload_download_info_exists(stack: StackHandle, admin: Any) -> None:
     assert info["name"] == "docs/hello.txt" and info["size"] == 11 and info["content_type"] == "text/plain"
     assert info["cache_control"] == "max-age=60" and info["metadata"] == {"kind": "greeting"}
     assert f.exists("docs/hello.txt") is True
+    f.upload("docs/empty.txt", b"")
+    assert f.download("docs/empty.txt") == b"" and f.info("docs/empty.txt")["size"] == 0
     assert f.exists("docs/missing.txt") is False
     with pytest.raises(StorageApiError) as exc:
         f.download("docs/missing.txt")
@@ -420,6 +422,22 @@ def test_upload_errors_write_nothing(stack: StackHandle, admin: Any) -> None:
     assert r.status_code == 400 and r.json()["statusCode"] == "413"
     r = httpx.post(storage_url(stack) + f"object/list/{PUB}", content=b"{not json", headers=h)
     assert r.status_code == 400 and r.json()["statusCode"] == "400"
+    r = httpx.post(storage_url(stack) + f"object/{PUB}/badtype.bin", content=b"x",
+                   headers={**h, "content-type": b"text/pl\xe4in"})
+    assert r.status_code == 400 and r.json()["code"] == "InvalidRequest"
+    with pytest.raises(StorageApiError) as exc:
+        admin.from_(PUB).upload("badcache.txt", b"x", {"cache-control": "caf\u00e9\r\nX-Evil: 1"})
+    assert _err(exc)[0] == "400"
+    with pytest.raises(StorageApiError) as exc:  # metadata that is not JSON: 400, no temp file left
+        admin.from_(PUB).upload("badmeta.txt", b"x", {"headers": {"x-metadata": "bm90IGpzb24="}})
+    assert _err(exc)[0] == "400"
+    bad_meta_form = (b"--B\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{nope\r\n"
+                     b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\ndata\r\n--B--\r\n")
+    r = httpx.post(storage_url(stack) + f"object/{PUB}/badmeta2.txt", content=bad_meta_form,
+                   headers={**h, "content-type": "multipart/form-data; boundary=B"})
+    assert r.status_code == 400 and r.json()["message"] == "metadata must be a JSON object"
+    for bucket, name in ((PUB, "badtype.bin"), (PUB, "badcache.txt"), (PUB, "badmeta.txt"), (PUB, "badmeta2.txt")):
+        assert _row(stack, bucket, name) is None
     for name in ("big.png", "doc.txt", "raw.png", "mp.png", "mp2.png", "mp3.png"):
         assert _row(stack, LIM, name) is None
     assert _no_temp_files(stack)

@@ -29,6 +29,7 @@ from appkit.local.storage.files import (
     DEFAULT_MIME,
     FileResponse,
     Ingested,
+    check_mimetype,
     content_disposition,
     http_date,
     ingest_multipart,
@@ -326,27 +327,28 @@ class StorageAPI:
         return str(row["id"]) if row else obj_id
 
     async def _ingest(self, request: Request, chunks: AsyncIterator[bytes], bucket: dict[str, Any]) -> Ingested:
+        """Receive the body into a fsynced temp file; every header is validated before a byte is written."""
         limit = self.limit_for(bucket)
         allowed = bucket.get("allowed_mime_types")
         ctype = request.headers.get("content-type", "")
+        header_metadata = None
+        if request.headers.get("x-metadata"):
+            header_metadata = parse_user_metadata(request.headers["x-metadata"], b64=True)
         temp = self.store.temp_path()
         if ctype.lower().startswith("multipart/form-data"):
             ing = await ingest_multipart(chunks, temp, content_type=ctype, limit=limit, allowed=allowed)
-            if request.headers.get("x-metadata") and ing.user_metadata is None:
-                ing.user_metadata = parse_user_metadata(request.headers["x-metadata"], b64=True)
+            if ing.user_metadata is None:
+                ing.user_metadata = header_metadata
             return ing
-        mimetype = ctype or DEFAULT_MIME
+        mimetype = check_mimetype(ctype or DEFAULT_MIME)
         if not mime_allowed(mimetype, allowed):
             raise E.invalid_mime_type(mimetype)
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limit:
             raise E.entity_too_large()
-        user_metadata = None
-        if request.headers.get("x-metadata"):
-            user_metadata = parse_user_metadata(request.headers["x-metadata"], b64=True)
         ing = await ingest_raw(chunks, temp, mimetype=mimetype, cache_control=request.headers.get("cache-control"),
                                limit=limit)
-        ing.user_metadata = user_metadata
+        ing.user_metadata = header_metadata
         return ing
 
     async def store_upload(self, request: Request, bucket_id: str, key: str, *, db_caller: Caller | None,
@@ -731,7 +733,7 @@ class StorageAPI:
         override = body.get("metadata")
         if isinstance(override, dict):
             if isinstance(override.get("mimetype"), str):
-                metadata["mimetype"] = override["mimetype"]
+                metadata["mimetype"] = check_mimetype(override["mimetype"])
             if isinstance(override.get("cacheControl"), str):
                 metadata["cacheControl"] = normalize_cache_control(override["cacheControl"])
         version = new_version()

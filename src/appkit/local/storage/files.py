@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -42,10 +43,24 @@ def mime_allowed(mime: str, allowed: list[str] | None) -> bool:
     return False
 
 
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]{1,512}")
+_MIME_RE = re.compile(r"[A-Za-z0-9][\w.+-]*/[\w.+*-]+(\s*;[\x20-\x7e]*)?", re.ASCII)
+
+
+def check_mimetype(value: str) -> str:
+    """A content type we can store and send back as a header (printable ASCII ``type/subtype``)."""
+    value = value.strip()
+    if not _MIME_RE.fullmatch(value) or len(value) > 255:
+        raise E.StorageError(400, "InvalidRequest", f"Invalid content type: {value[:100]!r}")
+    return value
+
+
 def normalize_cache_control(value: str | None) -> str:
     if value is None or not value.strip():
         return "no-cache"
     value = value.strip()
+    if not _HEADER_SAFE.fullmatch(value):
+        raise E.StorageError(400, "InvalidRequest", "Invalid cache-control value")
     return f"max-age={value}" if value.isdigit() else value
 
 
@@ -101,6 +116,7 @@ class _TempWriter:
 
 async def ingest_raw(chunks: AsyncIterator[bytes], temp: Path, *, mimetype: str, cache_control: str | None,
                      limit: int) -> Ingested:
+    cache = normalize_cache_control(cache_control)  # validated before a byte is written
     writer = _TempWriter(temp, limit)
     try:
         async for chunk in chunks:
@@ -110,7 +126,7 @@ async def ingest_raw(chunks: AsyncIterator[bytes], temp: Path, *, mimetype: str,
     except BaseException:
         writer.abort()
         raise
-    return Ingested(temp, writer.size, mimetype, normalize_cache_control(cache_control))
+    return Ingested(temp, writer.size, mimetype, cache)
 
 
 async def ingest_multipart(chunks: AsyncIterator[bytes], temp: Path, *, content_type: str, limit: int,
@@ -141,7 +157,7 @@ async def ingest_multipart(chunks: AsyncIterator[bytes], temp: Path, *, content_
                     if current == "file":
                         file_done = True
                     if writer is None and not file_done and (ev.filename is not None or ev.name == "file"):
-                        mimetype = ev.content_type or DEFAULT_MIME
+                        mimetype = check_mimetype(ev.content_type or DEFAULT_MIME)
                         if not mime_allowed(mimetype, allowed):
                             raise E.invalid_mime_type(mimetype)
                         writer = _TempWriter(temp, limit)
@@ -170,15 +186,16 @@ async def ingest_multipart(chunks: AsyncIterator[bytes], temp: Path, *, content_
             raise E.invalid_request("Malformed multipart body: unexpected end of data")
         if writer is None:
             raise E.invalid_request("No content provided")
+        # the form's fields are checked before the file counts as received
+        text = {k: v.decode("utf-8", "replace") for k, v in fields.items()}
+        user_metadata = parse_user_metadata(text["metadata"], b64=False) if text.get("metadata") else None
+        cache = normalize_cache_control(text.get("cacheControl"))
         await writer.finish()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
-    text = {k: v.decode("utf-8", "replace") for k, v in fields.items()}
-    user_metadata = parse_user_metadata(text["metadata"], b64=False) if text.get("metadata") else None
-    return Ingested(temp, writer.size, mimetype, normalize_cache_control(text.get("cacheControl")),
-                    user_metadata, text)
+    return Ingested(temp, writer.size, mimetype, cache, user_metadata, text)
 
 
 # -- responses ------------------------------------------------------------------------------------------

@@ -28,7 +28,13 @@ from appkit.local.stack import write_atomic
 from appkit.local.storage import errors as E
 from appkit.local.storage.api import StorageAPI
 from appkit.local.storage.db import Caller
-from appkit.local.storage.files import DEFAULT_MIME, Ingested, mime_allowed, normalize_cache_control
+from appkit.local.storage.files import (
+    DEFAULT_MIME,
+    Ingested,
+    check_mimetype,
+    mime_allowed,
+    normalize_cache_control,
+)
 from appkit.local.storage.paths import check_bucket_id, check_key, new_version
 
 TUS_VERSION = "1.0.0"
@@ -150,7 +156,7 @@ class TusUploads:
             raise E.no_such_bucket()
         if length > self.api.limit_for(bucket):
             raise E.entity_too_large()
-        mimetype = meta.get("contentType") or DEFAULT_MIME
+        mimetype = check_mimetype(meta.get("contentType") or DEFAULT_MIME)
         if not mime_allowed(mimetype, bucket.get("allowed_mime_types")):
             raise E.invalid_mime_type(mimetype)
         user_metadata = None
