@@ -548,6 +548,10 @@ def test_phone_numbers_normalised_in_admin(stack) -> None:  # type: ignore[no-un
     res = client(stack).sign_in_with_password({"phone": "+" + phone, "password": "secret-pass-1"})
     assert res.user is not None and res.user.id == user.id
     assert json.loads(json.dumps(claims_of(res.session.access_token)))["phone"] == phone
+    both = admin.create_user({"email": new_email(), "phone": new_phone(), "email_confirm": True,
+                              "phone_confirm": True}).user
+    assert sorted((i.provider, i.id) for i in both.identities or []) == [("email", both.id), ("phone", both.id)]
+    assert both.app_metadata["providers"] == ["email", "phone"]
 
 
 def test_db_role_is_supabase_auth_admin(stack) -> None:  # type: ignore[no-untyped-def]

@@ -365,8 +365,8 @@ async def insert_user(conn: Conn, *, user_id: str | None = None, email: str | No
         data = {"sub": uid, "phone": phone, "email_verified": False, "phone_verified": phone_confirmed}
         await conn.execute(
             "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at)"
-            " values (%s, %s, %s, 'phone', %s, now())",
-            (uid if not email else f"{uid}:phone", uid, json.dumps(data), datetime.now(UTC)),
+            " values (%s, %s, %s, 'phone', now(), now())",
+            (uid, uid, json.dumps(data)),
         )
     return uid
 
@@ -385,7 +385,7 @@ async def ensure_identity(conn: Conn, user: Row, provider: str) -> None:
         " where user_id = %s and provider = %s", (json.dumps(data), uid, provider),
     )
     if cur.rowcount == 0:
-        pid = uid if provider == "email" else f"{uid}:phone"
+        pid = uid  # GoTrue: email and phone identities both use the user id as provider_id
         await conn.execute(
             "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at)"
             " values (%s, %s, %s, %s, now(), now()) on conflict (provider_id, provider) do nothing",
