@@ -450,6 +450,10 @@ async def test_private_channels_follow_rls(stack: StackHandle, rt: list[Any],
         await wait_for(lambda: len(got_a) == 3, what="send after rollback")
         assert got_a.items[2]["event"] == "after"
         assert len(got_pub) == 0
+
+        # presence on a private channel: the INSERT policy allows the track
+        await ch_a.track({"online": True})
+        await wait_for(lambda: len(ch_a.presence_state()) == 1, what="own presence on a private channel")
     finally:
         db.execute(sql.SQL("drop policy {} on realtime.messages").format(sql.Identifier(policy_read)))
         db.execute(sql.SQL("drop policy {} on realtime.messages").format(sql.Identifier(policy_write)))

@@ -499,7 +499,7 @@ class RealtimeService:
                 ch.bindings = []
                 conn.system(ch, "postgres_changes", "error",
                             f"Unable to subscribe to changes with given parameters: {binding_error}")
-        if ch.presence_enabled:
+        if ch.presence_enabled and (not ch.private or ch.can_read_presence):
             conn.push(ch, "presence_state", self._presence_state(ch.key))
 
     def _binding(self, bid: int, params: dict[str, Any]) -> Binding:
@@ -783,7 +783,7 @@ class RealtimeService:
         refs[ref] = (ch, meta)
         ch.presence_ref = ref
         ch.conn.reply(frame, "ok", {})
-        if newly_enabled:
+        if newly_enabled and (not ch.private or ch.can_read_presence):
             ch.conn.push(ch, "presence_state", self._presence_state(ch.key))
         self._presence_diff(ch.key, {ch.presence_key: {"metas": [meta]}}, leaves)
 
