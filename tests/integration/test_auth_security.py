@@ -108,6 +108,8 @@ def test_missing_bearer_and_missing_apikey(stack) -> None:  # type: ignore[no-un
     ("verify", json.dumps({"type": "signup", "email": "a@b.co", "token": "123456"}).encode(), 403, "otp_expired"),
     ("verify", json.dumps({"type": "bogus", "token": "1"}).encode(), 400, "validation_failed"),
     ("resend", json.dumps({"type": "nope", "email": "a@b.co"}).encode(), 400, "validation_failed"),
+    ("signup", b'{"email": "s@example.com", "password": "pass\\ud800word"}', 400, "bad_json"),
+    ("token?grant_type=password", b'{"email": "\\udfff@example.com", "password": "x"}', 400, "bad_json"),
 ])
 def test_bad_input_gets_documented_codes(stack, path, body, status, code) -> None:  # type: ignore[no-untyped-def]
     r = httpx.post(f"{stack.api_url}/auth/v1/{path}", content=body,

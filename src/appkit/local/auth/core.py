@@ -173,6 +173,11 @@ def json_body(raw: bytes) -> dict[str, Any]:
         raise bad_request("bad_json", f"Could not parse request body as JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("bad_json", "Could not parse request body as JSON: expected a JSON object")
+    if b"\\u" in raw:  # escapes may encode lone surrogates, which no database or hash accepts
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_request("bad_json", "Could not parse request body as JSON: invalid Unicode") from None
     return body
 
 

@@ -187,6 +187,9 @@ class AuthService:
                 log.exception("auth: database error")
                 msg = "Database error" + (f": {exc.diag.message_primary}" if exc.diag.message_primary else "")
                 return error_response(request, ApiError(500, "unexpected_failure", msg))
+            except Exception:
+                log.exception("auth: unexpected error on %s %s", request.method, path)
+                return error_response(request, ApiError(500, "unexpected_failure", "Unexpected failure"))
             response.headers[API_VERSION_HEADER] = API_VERSION
             return response
 
