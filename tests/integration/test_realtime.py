@@ -506,9 +506,16 @@ async def test_unknown_topic_and_bad_frames_do_not_break_the_socket(stack: Stack
     # v2 serializer (supabase-js): arrays
     url2 = url.replace("vsn=1.0.0", "vsn=2.0.0")
     async with websockets.connect(url2) as ws:
-        await ws.send(json.dumps(["1", "1", "realtime:v2", "phx_join", {"config": {}}]))
+        await ws.send(json.dumps(["1", "1", "realtime:v2", "phx_join",
+                                  {"config": {"broadcast": {"self": True}, "presence": {"enabled": False}}}]))
         reply = json.loads(await ws.recv())
         assert reply[:4] == ["1", "1", "realtime:v2", "phx_reply"] and reply[4]["status"] == "ok"
+        # supabase-js sends broadcasts as binary "user broadcast push" frames (kind 3)
+        topic, event, body = b"realtime:v2", b"shout", json.dumps({"v": 2}).encode()
+        await ws.send(bytes([3, 1, 1, len(topic), len(event), 1]) + b"1" + b"2" + topic + event + body)
+        msg = json.loads(await ws.recv())
+        assert msg == [None, None, "realtime:v2", "broadcast", {"type": "broadcast", "event": "shout",
+                                                                "payload": {"v": 2}}]
     # no or bad apikey: the handshake is refused
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(url.replace(stack.anon_key, "bad")):

@@ -146,3 +146,15 @@ def test_pgoutput_decoder() -> None:
     assert changes[1].new == {"id": "1", "body": None}
     assert changes[2].old == {"id": "1", "body": None} and changes[2].new is None
     assert changes[0].commit_ts.year == 2000 and changes[0].commit_ts.second == 1
+
+
+def test_binary_user_broadcast_push() -> None:
+    v2 = Serializer("2.0.0")
+    frame = v2.decode_binary(bytes([3, 1, 2, 3, 2, 1]) + b"1" + b"22" + b"t:x" + b"ev" + b'{"a": 1}')
+    assert (frame.join_ref, frame.ref, frame.topic, frame.event) == ("1", "22", "t:x", "broadcast")
+    assert frame.payload == {"type": "broadcast", "event": "ev", "payload": {"a": 1}}
+    for bad in (bytes([3, 9, 9, 9, 9, 1]), bytes([0, 1]), bytes([3, 0, 0, 1, 1, 0]) + b"te\x00"):
+        with pytest.raises(FrameError):
+            v2.decode_binary(bad)
+    with pytest.raises(FrameError):
+        Serializer("1.0.0").decode_binary(bytes([3, 0, 0, 0, 0, 1]))

@@ -62,6 +62,30 @@ class Serializer:
             raise FrameError("topic and event must be strings")
         return Frame(_ref(join_ref), _ref(ref), topic, event, payload if payload is not None else {})
 
+    def decode_binary(self, data: bytes) -> Frame:
+        """The 2.0.0 binary "user broadcast push" (kind 3) supabase-js sends for broadcasts:
+        kind, join_ref/ref/topic/event lengths, payload encoding (1 JSON, 0 binary), the
+        four strings, then the payload."""
+        if not self.v2 or len(data) < 6 or data[0] != 3:
+            raise FrameError("unsupported binary frame")
+        jlen, rlen, tlen, elen, encoding = data[1], data[2], data[3], data[4], data[5]
+        pos = 6
+        parts: list[str] = []
+        for n in (jlen, rlen, tlen, elen):
+            if pos + n > len(data):
+                raise FrameError("truncated binary frame")
+            parts.append(data[pos:pos + n].decode("utf-8", "replace"))
+            pos += n
+        join_ref, ref, topic, user_event = parts
+        if encoding != 1:
+            raise FrameError("binary broadcast payloads are not supported")
+        try:
+            user_payload = json.loads(data[pos:]) if pos < len(data) else {}
+        except ValueError:
+            raise FrameError("broadcast payload is not valid JSON") from None
+        return Frame(join_ref or None, ref or None, topic, "broadcast",
+                     {"type": "broadcast", "event": user_event, "payload": user_payload})
+
     def reply(self, frame_join_ref: str | None, ref: str | None, topic: str, status: str,
               response: Any) -> str:
         payload = {"status": status, "response": response}

@@ -199,12 +199,14 @@ class Connection:
             if msg["type"] == "websocket.disconnect":
                 break
             text = msg.get("text")
-            if text is None and msg.get("bytes") is not None:
-                text = bytes(msg["bytes"]).decode("utf-8", "replace")
-            if text is None:
-                continue
+            raw = msg.get("bytes")
             try:
-                frame = self.ser.decode(text)
+                if text is not None:
+                    frame = self.ser.decode(text)
+                elif raw is not None:
+                    frame = self.ser.decode_binary(bytes(raw))
+                else:
+                    continue
             except FrameError as exc:
                 log.debug("realtime: dropped a malformed frame: %s", exc)
                 continue
