@@ -598,3 +598,30 @@ def test_concurrent_refreshes_of_one_token_agree(stack) -> None:  # type: ignore
         answers = list(pool.map(refresh, range(6)))
     assert [a.status_code for a in answers] == [200] * 6
     assert len({a.json()["refresh_token"] for a in answers}) == 1
+
+
+async def test_async_client_otp_recovery_anonymous_and_admin_links(stack) -> None:  # type: ignore[no-untyped-def]
+    c = async_client(stack)
+    email = new_email("async-otp")
+    await c.sign_in_with_otp({"email": email})
+    msg = last_message(stack, email, "signup")
+    res = await c.verify_otp({"email": email, "token": msg["otp"], "type": "email"})
+    assert res.session is not None and res.user is not None and res.user.email == email
+    anon = await async_client(stack).sign_in_anonymously()
+    assert anon.user is not None and anon.user.is_anonymous
+    admin = async_client(stack).admin
+    admin._headers.update({"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}"})
+    other = new_email("async-rec")
+    created = (await admin.create_user({"email": other, "password": "secret-pass-1", "email_confirm": True})).user
+    await async_client(stack).reset_password_for_email(other)
+    rec = last_message(stack, other, "recovery")
+    out = await async_client(stack).verify_otp({"token_hash": rec["token_hash"], "type": "recovery"})
+    assert out.user is not None and out.user.id == created.id
+    link = await admin.generate_link({"type": "magiclink", "email": email})
+    again = await async_client(stack).verify_otp({"email": email, "token": link.properties.email_otp,
+                                                  "type": "magiclink"})
+    assert again.user is not None and again.user.id == res.user.id
+    users = await admin.list_users(page=1, per_page=1)
+    assert len(users) == 1
+    await c.sign_out({"scope": "others"})
+    assert await c.get_session() is not None
