@@ -15,7 +15,8 @@ drop view if exists public.rest_book_view;
 drop function if exists public.rest_add(int, int), public.rest_add(int, int, int), public.rest_echo(json),
   public.rest_books_by(int), public.rest_hello(), public.rest_noop(), public.rest_words(text),
   public.rest_author_of(int), public.rest_touch(int), public.rest_raise(), public.rest_me(),
-  public.rest_over(int), public.rest_over(text), public.rest_table_fn(int), public.rest_single(jsonb);
+  public.rest_over(int), public.rest_over(text), public.rest_table_fn(int), public.rest_single(jsonb),
+  public.rest_teapot();
 
 create table public.rest_authors (
   id serial primary key,
@@ -88,6 +89,12 @@ create function public.rest_me() returns json language sql stable as
      'apikey', current_setting('request.headers', true)::json->>'apikey' is not null) $$;
 create function public.rest_over(x int) returns text language sql immutable as $$ select 'int' $$;
 create function public.rest_over(y text) returns text language sql immutable as $$ select 'text' $$;
+create function public.rest_teapot() returns json language plpgsql as $$
+begin
+  perform set_config('response.status', '418', true);
+  perform set_config('response.headers', '[{"X-Brew": "tea"}, {"Cache-Control": "no-store"}]', true);
+  return '{"short": "stout"}';
+end $$;
 create function public.rest_table_fn(lim int) returns table(n int, sq int) language sql immutable as
   $$ select g, g * g from generate_series(1, lim) g $$;
 

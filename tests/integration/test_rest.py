@@ -392,6 +392,23 @@ def test_rpc_void_volatile_and_errors(svc: SyncPostgrestClient) -> None:
         "PT402", "Payment required", "pay up", "card")
 
 
+def test_response_status_and_headers_gucs(rest_db: str, stack: StackHandle) -> None:
+    r = httpx.post(f"{rest_db}/rpc/rest_teapot", json={}, headers=client_headers(stack.service_role_key))
+    assert r.status_code == 418
+    assert r.headers["x-brew"] == "tea" and r.headers["cache-control"] == "no-store"
+    assert r.json() == {"short": "stout"}
+
+
+def test_prefer_timezone(rest_db: str, stack: StackHandle) -> None:
+    h = {**client_headers(stack.service_role_key), "Prefer": "timezone=America/Los_Angeles"}
+    r = httpx.get(f"{rest_db}/rest_books", params={"select": "t:created_at::text", "id": "eq.1"}, headers=h)
+    assert r.status_code == 200 and r.json()[0]["t"].endswith(("-08", "-07"))
+    assert "timezone=America/Los_Angeles" in r.headers["preference-applied"]
+    h["Prefer"] = "timezone=Not/AZone"
+    r = httpx.get(f"{rest_db}/rest_books", params={"select": "t:created_at::text", "id": "eq.1"}, headers=h)
+    assert r.status_code == 200 and r.json()[0]["t"].endswith("+00")
+
+
 def test_request_settings_visible_to_sql(rest_db: str, stack: StackHandle) -> None:
     sub = str(uuid.uuid4())
     with user_client(rest_db, stack, sub) as c:

@@ -62,12 +62,16 @@ _SETUP_ITEMS = (
     "set_config('request.jwt.claims', %(claims)s, true), set_config('request.method', %(method)s, true), "
     "set_config('request.path', %(path)s, true), set_config('request.headers', %(headers)s, true), "
     "set_config('request.cookies', %(cookies)s, true), "
-    "set_config('statement_timeout', coalesce(%(timeout)s, current_setting('statement_timeout')), true)"
+    "set_config('statement_timeout', coalesce(%(timeout)s, current_setting('statement_timeout')), true), "
+    "set_config('timezone', coalesce(%(tz)s, current_setting('timezone')), true)"
 )
 #: the per-request settings PostgREST makes (one small result column: less to decode)
 SETUP_SQL = f"select length(concat({_SETUP_ITEMS}))"
 SETUP_SQL_RO = f"select length(concat({_SETUP_ITEMS}, set_config('transaction_read_only', %(ro)s, true)))"
 POOL_SIZE = 10
+#: set by functions/triggers to change the response, read after the statement (aggregates
+#: project their target list after consuming every input row)
+RESPONSE_GUCS = "current_setting('response.headers', true), current_setting('response.status', true)"
 #: reads allowed to return more rows than this are streamed from a server-side cursor
 STREAM_ROWS = 5000
 STREAM_BATCH = 2000
@@ -351,6 +355,16 @@ class RestApp:
         return plan
 
     # -- execution --------------------------------------------------------------------------------------
+    def _timezone(self, req: Request) -> str | None:
+        """``Prefer: timezone=…`` when Postgres knows the zone (ignored otherwise, as PostgREST does)."""
+        if not req.prefer_raw:
+            return None
+        tz = parse_prefer(req.prefer_raw).timezone
+        cache = self.watcher.cache
+        if tz is None or cache is None or tz not in cache.timezones:
+            return None
+        return tz
+
     def _headers_json(self, headers: dict[str, str]) -> str:
         key = tuple(headers.items())
         out = self._headers_cache.get(key)
@@ -369,7 +383,7 @@ class RestApp:
         return {
             "sp": search_path, "role": caller.role, "claims": caller.claims_json, "method": req.method,
             "path": req.path, "headers": self._headers_json(req.headers), "cookies": "{}",
-            "timeout": cache_timeout(self.watcher.cache, caller.role),
+            "timeout": cache_timeout(self.watcher.cache, caller.role), "tz": self._timezone(req),
         }
 
     async def execute(
@@ -508,13 +522,13 @@ class RestApp:
         headers["Content-Range"] = f"{offset}-{offset + page - 1}/{total_s}" if page else f"*/{total_s}"
         if total is not None and page < total and kind != "object":
             status = 206
-        if prefer.count:
+        if prefer.count or prefer.timezone:
             headers["Preference-Applied"] = prefer.applied()
         ct = {"json": JSON_CT, "object": b"application/vnd.pgrst.object+json; charset=utf-8",
               "csv": b"text/csv; charset=utf-8"}[kind]
         if strip and kind != "csv":
             ct = ct.replace(b"; charset", b"; nulls=stripped; charset")
-        return Response(status, body, headers, ct)
+        return _apply_response_gucs(Response(status, body, headers, ct), row[3], row[4])
 
     def _streamer(self, req: Request, caller: Caller, schema: str, rs: ReadSQL, offset: int) -> Streamer:
         """Large reads: a server-side cursor, sent in batches, so a response of any size holds only
@@ -781,7 +795,7 @@ class RestApp:
         selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
         body_sql = _body_sql(kind if kind != "object" else "json", strip, [n for _, n in built.selects])
         sql_text = (f"WITH pgrst_source AS ({dml} RETURNING t0.*) "
-                    f"SELECT NULL::bigint, pg_catalog.count(*), {body_sql} FROM "
+                    f"SELECT NULL::bigint, pg_catalog.count(*), {body_sql}, {RESPONSE_GUCS} FROM "
                     f"(SELECT {selects} FROM pgrst_source AS t0 {' '.join(built.joins)}) AS pgrst_t")
         row, _ = await self.execute(
             req, caller, schema, sql_text, params.values, read_only=False, rollback=rollback,
@@ -803,7 +817,7 @@ class RestApp:
             ct = b"application/vnd.pgrst.object+json; charset=utf-8"
         elif kind == "csv":
             ct = b"text/csv; charset=utf-8"
-        return Response(status, body, headers, ct)
+        return _apply_response_gucs(Response(status, body, headers, ct), row[3], row[4])
 
     # -- rpc ---------------------------------------------------------------------------------------------
     async def rpc(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, name: str) -> Response:
@@ -880,10 +894,12 @@ class RestApp:
                 resp.body = resp.body[1:-1].strip() if resp.body != b"[]" else b"null"
             return resp
         if fn.return_kind == "void":
-            sql_text = f"SELECT {call} FROM {args_from}" if args_from else f"SELECT {call}"
-            await self.execute(req, caller, schema, sql_text, params.values, read_only=read_only,
-                               rollback=rollback)
-            return Response(204, b"", {}, None)
+            inner_call = f"SELECT {call} FROM {args_from}" if args_from else f"SELECT {call}"
+            sql_text = f"SELECT {RESPONSE_GUCS} FROM ({inner_call} OFFSET 0) AS pgrst_t"
+            vrow, _ = await self.execute(req, caller, schema, sql_text, params.values, read_only=read_only,
+                                         rollback=rollback)
+            assert vrow is not None
+            return _apply_response_gucs(Response(204, b"", {}, None), vrow[0], vrow[1])
         # scalar (or setof scalar)
         if fn.returns_set:
             from_sql = f"{prefix}{call} AS pgrst_f(v)"
@@ -896,11 +912,11 @@ class RestApp:
                 inner += f" OFFSET {params.add(offset)}"
             del root
             sql_text = (f"SELECT pg_catalog.count(*), convert_to(coalesce(json_agg(pgrst_t.v), '[]'::json)::text, "
-                        f"'UTF8') FROM ({inner}) AS pgrst_t")
+                        f"'UTF8'), {RESPONSE_GUCS} FROM ({inner}) AS pgrst_t")
         else:
             inner_call = f"SELECT {call} AS v FROM {args_from}" if args_from else f"SELECT {call} AS v"
-            sql_text = (f"SELECT 1, convert_to(coalesce(to_json(pgrst_t.v), 'null'::json)::text, 'UTF8') "
-                        f"FROM ({inner_call}) AS pgrst_t")
+            sql_text = (f"SELECT 1, convert_to(coalesce(to_json(pgrst_t.v), 'null'::json)::text, 'UTF8'), "
+                        f"{RESPONSE_GUCS} FROM ({inner_call} OFFSET 0) AS pgrst_t")
         row, _ = await self.execute(req, caller, schema, sql_text, params.values, read_only=read_only,
                                     rollback=rollback)
         assert row is not None
@@ -911,7 +927,7 @@ class RestApp:
             if n != 1:
                 raise _singular_error(n)
             body_bytes = body_bytes.strip()[1:-1].strip()
-        return Response(200, body_bytes, headers)
+        return _apply_response_gucs(Response(200, body_bytes, headers), row[2], row[3])
 
     def _pick_function(self, schema: str, name: str, overloads: list[Function], given: set[str], body: Any,
                        prefer: Prefer, method: str) -> Function:
@@ -995,8 +1011,8 @@ def read_sql(cache: SchemaCache, source: Source, plan: Plan, params: Params, *, 
         count_sql = (f"(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {count_from} "
                      f"LIMIT {params.add(max_rows + 1)}) pgrst_c)")
     body_sql = _body_sql(kind, strip, [n for _, n in built.selects])
-    sql_text = (f"SELECT {count_sql} AS total, pg_catalog.count(*) AS page_total, {body_sql} AS body "
-                f"FROM ({inner}) AS pgrst_t")
+    sql_text = (f"SELECT {count_sql} AS total, pg_catalog.count(*) AS page_total, {body_sql} AS body, "
+                f"{RESPONSE_GUCS} FROM ({inner}) AS pgrst_t")
     return ReadSQL(sql_text, count_from, params.values)
 
 
@@ -1028,6 +1044,36 @@ async def _send_error(send: Send, err: ApiError) -> None:
     headers += [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in err.headers.items()]
     await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _apply_response_gucs(resp: Response, headers_json: Any, status_text: Any) -> Response:
+    """PostgREST's ``response.headers`` (a JSON array of one-key objects) and ``response.status``."""
+    if isinstance(headers_json, bytes):
+        headers_json = headers_json.decode()
+    if isinstance(status_text, bytes):
+        status_text = status_text.decode()
+    if headers_json:
+        try:
+            items = json.loads(headers_json)
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError
+            for item in items:
+                for k, v in item.items():
+                    resp.headers[str(k)] = str(v)
+        except ValueError:
+            raise ApiError(500, "PGRST111", "response.headers guc must be a JSON array composed of objects "
+                                            "with a single key and a string value") from None
+    if status_text:
+        try:
+            code = int(status_text)
+            if not 100 <= code <= 599:
+                raise ValueError
+        except ValueError:
+            raise ApiError(500, "PGRST112", "response.status guc must be a valid status code") from None
+        resp.status = code
+        if code != 204 and resp.content_type is None:
+            resp.content_type = JSON_CT
+    return resp
 
 
 def cache_timeout(cache: SchemaCache | None, role: str) -> str | None:

@@ -532,6 +532,7 @@ class Prefer:
     params: str | None = None
     handling: str | None = None
     max_affected: int | None = None
+    timezone: str | None = None
     invalid: list[str] = field(default_factory=list)
 
     def applied(self) -> str:
@@ -550,6 +551,8 @@ class Prefer:
             out.append(f"handling={self.handling}")
         if self.max_affected is not None:
             out.append(f"max-affected={self.max_affected}")
+        if self.timezone:
+            out.append(f"timezone={self.timezone}")
         return ", ".join(out)
 
 
@@ -574,6 +577,9 @@ def parse_prefer(headers: list[str]) -> Prefer:
             key, _, val = item.partition("=")
             key = key.strip()
             val = val.strip()
+            if key == "timezone" and val:
+                p.timezone = val
+                continue
             if key == "max-affected":
                 try:
                     p.max_affected = int(val)

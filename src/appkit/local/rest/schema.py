@@ -177,6 +177,7 @@ class SchemaCache:
     functions: dict[tuple[str, str], list[Function]] = field(default_factory=dict)
     relationships: dict[tuple[str, str], list[Relationship]] = field(default_factory=dict)
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    timezones: set[str] = field(default_factory=set)
     version: int = 0
 
     def rels_from(self, table: tuple[str, str]) -> list[Relationship]:
@@ -228,6 +229,8 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
                 key, _, value = str(item).partition("=")
                 if key == "statement_timeout":
                     cache.role_settings.setdefault(rolname, {})[key] = value
+        await cur.execute("select name from pg_timezone_names union select abbrev from pg_timezone_abbrevs")
+        cache.timezones = {str(r[0]) for r in await cur.fetchall()}
         await cur.execute(FUNCTIONS_SQL, params)
         rows = await cur.fetchall()
         type_oids: set[int] = set()
