@@ -224,7 +224,8 @@ def _literal(value: Any) -> str:
     if value is False:
         return "false"
     text = str(value)
-    if text == "" or any(ch in _RESERVED for ch in text) or text.lower() in ("null", "true", "false"):
+    if (text == "" or any(ch in _RESERVED or ch.isspace() for ch in text)
+            or text.lower() in ("null", "true", "false")):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
 

@@ -13,7 +13,7 @@ from tests.support import StackHandle
 __all__ = ["app", "sdk_schema"]
 pytestmark = pytest.mark.integration
 
-texts = st.sampled_from(["null", "NULL", "true", "a b", " lead", "trail "]) | st.text(
+texts = st.sampled_from(["null", "NULL", "true", "a b", " lead", "trail ", "\xa0", "\u2003x\t"]) | st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from(list(',.:()"\\ %*{}[]&=?#+')),
     min_size=1, max_size=30,
 )
