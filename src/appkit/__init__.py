@@ -13,12 +13,42 @@
     me.table(Note).insert(Note(body="hi"))
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from appkit import errors
-from appkit._query import Page
-from appkit.auth import Principal, Session, User
-from appkit.client import AppKit, AsyncAppKit
-from appkit.model import Col, Filter, Model, Order, col
-from appkit.settings import Settings
+
+if TYPE_CHECKING:
+    from appkit._query import Page
+    from appkit.auth import Principal, Session, User
+    from appkit.client import AppKit, AsyncAppKit
+    from appkit.model import Col, Filter, Model, Order, col
+    from appkit.settings import Settings
+
+# The SDK's names load on first use, so importing a light module (appkit.errors, the
+# local stack, the CLI) does not pull in the official clients (PEP 562).
+_LAZY = {
+    "Page": "appkit._query",
+    "Principal": "appkit.auth", "Session": "appkit.auth", "User": "appkit.auth",
+    "AppKit": "appkit.client", "AsyncAppKit": "appkit.client",
+    "Col": "appkit.model", "Filter": "appkit.model", "Model": "appkit.model", "Order": "appkit.model",
+    "col": "appkit.model",
+    "Settings": "appkit.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'appkit' has no attribute {name!r}")
+    for m in dict.fromkeys(_LAZY.values()):  # the SDK's own import order (auth before client)
+        importlib.import_module(m)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AppKit",
