@@ -497,6 +497,20 @@ def test_schema_reload_on_ddl(svc: SyncPostgrestClient, rest_db: str, stack: Sta
             conn.execute("drop table if exists public.rest_late")
 
 
+def test_recovers_after_connections_are_killed(svc: SyncPostgrestClient, rest_db: str, stack: StackHandle) -> None:
+    """Like `appkit db reset` under a running stack: every authenticator backend (the pool and
+    the LISTEN connection) is terminated; reads recover and the schema listener reconnects."""
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = 'authenticator'")
+        conn.execute("drop table if exists public.rest_after_kill; create table public.rest_after_kill (id int)")
+    try:
+        assert svc.table("rest_kinds").select("id").eq("id", 1).execute().data == [{"id": 1}]
+        wait_for_tables(rest_db, stack.service_role_key, ["rest_after_kill"])
+    finally:
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            conn.execute("drop table if exists public.rest_after_kill")
+
+
 def test_schema_profiles(rest_db: str, stack: StackHandle) -> None:
     with (SyncPostgrestClient(rest_db, schema="private", headers=client_headers(stack.service_role_key)) as c,
           pytest.raises(APIError) as exc):

@@ -393,13 +393,16 @@ class RestApp:
         """Run ``sql_text`` in one transaction as the caller's role, pipelined: BEGIN, the request
         settings, the statement and COMMIT go out together (one round trip) unless a check must
         see the result before deciding between COMMIT and ROLLBACK."""
-        try:
-            return await self._execute(req, caller, schema, sql_text, params, read_only=read_only,
-                                       rollback=rollback, check=check, fetch=fetch)
-        except _StalePrepared:
-            # the connection's prepared-statement cache disagreed with the server: it was reset
-            return await self._execute(req, caller, schema, sql_text, params, read_only=read_only,
-                                       rollback=rollback, check=check, fetch=fetch)
+        # a stale prepared-statement cache (reset by _execute), or a read on a connection the
+        # server had closed (database restarted or reset): nothing ran, so run it again, at most
+        # once per pooled connection
+        for _ in range(POOL_SIZE + 1):
+            try:
+                return await self._execute(req, caller, schema, sql_text, params, read_only=read_only,
+                                           rollback=rollback, check=check, fetch=fetch)
+            except _Retry:
+                continue
+        raise ApiError(503, "PGRST000", "Could not connect with the database")
 
     async def _execute(
         self, req: Request, caller: Caller, schema: str, sql_text: str, params: dict[str, Any], *,
@@ -442,7 +445,9 @@ class RestApp:
                 if exc.sqlstate == "26000":
                     with contextlib.suppress(psycopg.Error):
                         await conn.execute(b"DEALLOCATE ALL")
-                    raise _StalePrepared() from None
+                    raise _Retry() from None
+                if conn.broken and read_only and isinstance(exc, psycopg.OperationalError):
+                    raise _Retry() from None
                 raise from_pg(exc, anon=caller.anon) from None
 
     # -- reads ------------------------------------------------------------------------------------------
@@ -971,7 +976,7 @@ class RestApp:
         return cands[0]
 
 
-class _StalePrepared(Exception):
+class _Retry(Exception):
     pass
 
 
