@@ -17,6 +17,7 @@ def run(code: str) -> subprocess.CompletedProcess[str]:
 def test_local_stack_does_not_import_the_sdk_or_clients() -> None:
     proc = run(
         "import sys, appkit.local.gateway, appkit.local.stack, appkit_cli.main\n"
+        "import appkit.local.rest, appkit.local.auth, appkit.local.storage, appkit.local.realtime\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'supabase', 'postgrest', 'storage3', 'realtime', 'supabase_auth'} "
         "or m in {'appkit.client', 'appkit._async', 'appkit._sync', 'appkit.auth'})\n"
