@@ -187,3 +187,32 @@ async def test_reconnect_after_server_restart(own_stack: tuple[StackHandle, Path
     await wait_for(lambda: len(got) == 2, what="delivery after the restart")
     assert [m["data"]["record"]["n"] for m in got.items] == [1, 2]
     assert len(_slots(restarted.db_url)) == 1  # the old slot did not survive its session
+
+
+async def test_change_feed_recovers_from_a_lost_connection(own_stack: tuple[StackHandle, Path, int, int],
+                                                           clients: list[AsyncRealtimeClient]) -> None:
+    stack = own_stack[0]
+    table = f"rt_feed_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute(f"create table public.{table} (id serial primary key, n int)")
+        conn.execute(f"grant select on public.{table} to anon")
+        conn.execute(f"alter publication supabase_realtime add table public.{table}")
+    c = AsyncRealtimeClient(ws_url(stack), stack.anon_key)
+    await c.connect()
+    clients.append(c)
+    got = Recorder()
+    ch = c.channel(f"feed-{table}", config())
+    ch.on_postgres_changes("INSERT", got, table=table, schema="public")
+    await ch.subscribe()
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute(f"insert into public.{table} (n) values (1)")
+        await wait_for(lambda: len(got) == 1, what="first change")
+        query = "select pid from pg_stat_activity where application_name = 'appkit-realtime-cdc'"
+        (old_pid,), = conn.execute(query).fetchall()
+        conn.execute("select pg_terminate_backend(%s)", [old_pid])
+        # the service reconnects with a new temporary slot (the old one died with its session)
+        await wait_for(lambda: [r[0] for r in conn.execute(query).fetchall()] not in ([], [old_pid])
+                       and len(_slots(stack.db_url)) == 1, timeout=20, what="a new feed connection and slot")
+        conn.execute(f"insert into public.{table} (n) values (2)")
+    await wait_for(lambda: len(got) == 2, what="delivery after the feed reconnected")
+    assert [m["data"]["record"]["n"] for m in got.items] == [1, 2]

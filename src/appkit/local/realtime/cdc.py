@@ -218,7 +218,8 @@ class ChangeFeed:
         self._tasks.append(asyncio.create_task(self._listener(), name="realtime-wake"))
 
     async def _connect(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, prepare_threshold=None)
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, prepare_threshold=None, application_name="appkit-realtime-cdc")
         cur = await conn.execute(
             "select pubname from pg_publication where pubname = any(%s)", (list(PUBLICATIONS),))
         self._publications = [str(r[0]) for r in await cur.fetchall()]
@@ -251,7 +252,8 @@ class ChangeFeed:
         backoff = 0.2
         while not self._stopping:
             try:
-                self._listen = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                self._listen = await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, application_name="appkit-realtime-wake")
                 await self._listen.execute(f"listen {WAKE_CHANNEL}")
                 backoff = 0.2
                 async for _ in self._listen.notifies():
