@@ -625,3 +625,22 @@ async def test_async_client_otp_recovery_anonymous_and_admin_links(stack) -> Non
     assert len(users) == 1
     await c.sign_out({"scope": "others"})
     assert await c.get_session() is not None
+
+
+def test_phone_mfa_factor_with_captured_sms(stack) -> None:  # type: ignore[no-untyped-def]
+    c, _, _ = signed_up(stack)
+    phone = new_phone()
+    enrolled = c.mfa.enroll({"factor_type": "phone", "phone": "+" + phone, "friendly_name": "mobile"})
+    assert enrolled.type == "phone" and enrolled.phone == phone
+    challenge = c.mfa.challenge({"factor_id": enrolled.id})
+    sms = last_message(stack, phone, "mfa_challenge")
+    assert sms["channel"] == "sms" and sms["otp"] in sms["body"]
+    with pytest.raises(AuthApiError) as err:
+        c.mfa.verify({"factor_id": enrolled.id, "challenge_id": challenge.id,
+                      "code": "000000" if sms["otp"] != "000000" else "111111"})
+    assert err.value.code == "mfa_verification_failed"
+    verified = c.mfa.verify({"factor_id": enrolled.id, "challenge_id": challenge.id, "code": sms["otp"]})
+    assert claims_of(verified.access_token)["aal"] == "aal2"
+    with pytest.raises(AuthApiError) as err:  # a challenge is single use
+        c.mfa.verify({"factor_id": enrolled.id, "challenge_id": challenge.id, "code": sms["otp"]})
+    assert (err.value.status, err.value.code) == (422, "mfa_challenge_expired")

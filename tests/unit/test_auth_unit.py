@@ -127,3 +127,27 @@ def test_fast_hs256_signing_matches_pyjwt() -> None:
               "amr": [{"method": "password", "timestamp": 1}], "is_anonymous": False}
     assert sign(keys, claims) == keys.sign(claims)
     assert keys.verify(sign(keys, claims))["sub"] == "x"
+
+
+async def test_unknown_user_costs_the_same_bcrypt_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user enumeration by timing: an unknown user (no hash) or a broken hash still runs
+    one bcrypt check at the configured cost, against a dummy hash."""
+    import bcrypt
+
+    from appkit.local.auth import passwords
+
+    calls: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def counting(pw: bytes, hashed: bytes) -> bool:
+        calls.append(hashed)
+        return real(pw, hashed)
+
+    monkeypatch.setattr(passwords.bcrypt, "checkpw", counting)
+    hasher = passwords.Hasher(cost=5)
+    good = await hasher.hash("right-password")
+    assert await hasher.check("right-password", good)
+    assert not await hasher.check("right-password", None)
+    assert not await hasher.check("right-password", "not-a-bcrypt-hash")
+    assert not await hasher.check("wrong-password", good)
+    assert len(calls) == 4 and all(h.startswith(b"$2b$05$") for h in calls)
