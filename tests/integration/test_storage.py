@@ -593,3 +593,20 @@ async def test_async_client_as_user(stack: StackHandle, users: tuple[User, User]
         await admin_client.from_(name).upload("x.txt", b"x")
         await admin_client.empty_bucket(name)
         await admin_client.delete_bucket(name)
+
+
+def test_through_supabase_py(stack: StackHandle) -> None:
+    """The top-level supabase-py client reaches the same service (its storage is storage3)."""
+    import warnings
+
+    from supabase import create_client
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # supabase-py passes storage3's deprecated args
+        client = create_client(stack.api_url, stack.service_role_key)
+        storage = client.storage
+    bucket = storage.from_(PUB)
+    bucket.upload("via-supabase-py.txt", b"hello from supabase-py", {"content-type": "text/plain"})
+    assert bucket.download("via-supabase-py.txt") == b"hello from supabase-py"
+    assert PUB in [b.id for b in storage.list_buckets()]
+    assert httpx.get(bucket.get_public_url("via-supabase-py.txt")).content == b"hello from supabase-py"
