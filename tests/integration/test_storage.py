@@ -249,6 +249,21 @@ def test_upsert_and_update_replace_atomically(stack: StackHandle, admin: Any) ->
     assert not (objects / v2["version"][:2] / v2["version"]).exists()
 
 
+def test_upsert_during_a_download(stack: StackHandle, admin: Any) -> None:
+    """A reader sees the old bytes or the new ones, never a mix; an open download finishes intact."""
+    f = admin.from_(PUB)
+    old, new = b"o" * (6 * 1024 * 1024), b"n" * (6 * 1024 * 1024 + 7)
+    f.upload("up/streamed.bin", old)
+    url = storage_url(stack) + f"object/{PUB}/up/streamed.bin"
+    with httpx.Client(headers=headers_for(stack, stack.service_role_key)) as http, http.stream("GET", url) as resp:
+        it = resp.iter_bytes(64 * 1024)
+        got = next(it)
+        f.upload("up/streamed.bin", new, {"upsert": "true"})
+        got += b"".join(it)
+    assert got == old
+    assert f.download("up/streamed.bin") == new
+
+
 def test_list_and_list_v2(admin: Any) -> None:
     f = admin.from_(PUB)
     for name in ("ls/b.txt", "ls/a.txt", "ls/c.md", "ls/sub/x.txt", "ls/sub/y.txt", "ls/sub2/z.txt"):
