@@ -113,6 +113,15 @@ def test_filter_operators(svc: SyncPostgrestClient, build: Any, expected: list[i
     assert [row["id"] for row in r.data] == expected
 
 
+def test_same_shape_different_values(svc: SyncPostgrestClient) -> None:
+    # reads are planned once per shape; each request must still bind its own values
+    for i, title in [(1, "Alpha"), (2, "Beta"), (3, "Gamma"), (1, "Alpha")]:
+        r = svc.table("rest_books").select("title").eq("id", i).neq("title", "x").execute()
+        assert r.data == [{"title": title}]
+    assert svc.table("rest_books").select("id").eq("title", "\x00pgrst0\x00").execute().data == []
+    assert svc.table("rest_books").select("id").eq("title", "Beta").eq("title", "Beta").execute().data == [{"id": 2}]
+
+
 def test_order_limit_offset_range(svc: SyncPostgrestClient) -> None:
     r = svc.table("rest_books").select("id").order("pages", desc=True, nullsfirst=True).execute()
     assert [x["id"] for x in r.data] == [3, 2, 1, 4]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -132,6 +133,7 @@ class RestApp:
         self.pool: ConnectionLease | None = None
         self.watcher = SchemaWatcher(ctx.conninfo("authenticator"), self.schemas)
         self._search_paths: dict[str, str] = {}
+        self._read_plans: dict[Any, tuple[_ReadPlan, list[str]]] = {}
         self._headers_cache: dict[tuple[tuple[str, str], ...], str] = {}
         self._jwt_cache: OrderedDict[str, tuple[dict[str, Any], float, str]] = OrderedDict()
 
@@ -290,7 +292,7 @@ class RestApp:
         if table is None:
             raise table_not_found(schema, parts[0])
         if req.method in ("GET", "HEAD"):
-            return await self.read(req, caller, cache, schema, table_source(table))
+            return await self.read(req, caller, cache, schema, table_source(table), cacheable=True)
         if req.method == "POST":
             return await self.insert(req, caller, cache, schema, table, upsert_put=False)
         if req.method == "PUT":
@@ -312,11 +314,12 @@ class RestApp:
         return profile
 
     # -- query string ---------------------------------------------------------------------------------
-    def parse_plan(self, req: Request, arg_names: set[str] | None = None) -> Plan:
+    def parse_plan(self, req: Request, arg_names: set[str] | None = None,
+                   pairs: list[tuple[str, str]] | None = None) -> Plan:
         select_text: str | None = None
         queries: dict[tuple[str, ...], NodeQuery] = {}
         plan = Plan([SelectStar()], queries)
-        for key, value in query_pairs(req.query):
+        for key, value in (query_pairs(req.query) if pairs is None else pairs):
             if key == "apikey":
                 continue
             if arg_names is not None and key in arg_names:
@@ -484,9 +487,9 @@ class RestApp:
             limit = self.max_rows if limit is None else min(limit, self.max_rows)
         return limit, offset
 
-    async def read(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, source: Source,
-                   plan: Plan | None = None, params: Params | None = None) -> Response:
-        plan = plan or self.parse_plan(req)
+    def _plan_read(self, req: Request, cache: SchemaCache, source: Source, plan: Plan | None,
+                   params: Params | None, pairs: list[tuple[str, str]] | None = None) -> _ReadPlan:
+        plan = plan or self.parse_plan(req, pairs=pairs)
         prefer = self._prefer(req)
         kind, strip = self._accept(req)
         params = params or Params()
@@ -495,6 +498,57 @@ class RestApp:
                   and (limit is None or limit > STREAM_ROWS))
         rs = read_sql(cache, source, plan, params, kind=kind, strip=strip, count=prefer.count, limit=limit,
                       offset=offset, max_rows=self.max_rows, stream=stream)
+        return _ReadPlan(rs, prefer, kind, strip, offset, stream)
+
+    def _plan_table_read(self, req: Request, cache: SchemaCache, schema: str, source: Source) -> _ReadPlan:
+        """Table reads are planned once per request *shape*: simple filter values (``col=eq.v``…)
+        are swapped for sentinels, the statement is built, and later requests of the same shape
+        only substitute their values into the cached parameters."""
+        pairs = query_pairs(req.query)
+        shape: list[tuple[str, str]] = []
+        values: list[str] = []
+        sentinel_pairs: list[tuple[str, str]] = []
+        for k, v in pairs:
+            m = _SIMPLE_FILTER.match(v) if k not in _RESERVED_KEYS and "." not in k else None
+            if m is not None:
+                shape.append((k, m.group(1)))
+                sentinel_pairs.append((k, m.group(1) + f"\x00pgrst{len(values)}\x00"))
+                values.append(m.group(2))
+            else:
+                shape.append((k, v))
+                sentinel_pairs.append((k, v))
+        key = (cache.version, req.method, schema, req.path, tuple(shape), req.headers.get("accept"),
+               tuple(req.prefer_raw), req.headers.get("range"))
+        hit = self._read_plans.get(key)
+        if hit is None:
+            if not values:
+                return self._plan_read(req, cache, source, None, None, pairs)
+            rp = self._plan_read(req, cache, source, None, None, sentinel_pairs)
+            slots: list[str] = []
+            for i in range(len(values)):
+                sentinel = f"\x00pgrst{i}\x00"
+                found = [k for k, v in rp.rs.params.items() if v == sentinel]
+                if len(found) != 1:
+                    return self._plan_read(req, cache, source, None, None, pairs)
+                slots.append(found[0])
+            if len(self._read_plans) >= 512:
+                self._read_plans.clear()
+            hit = (rp, slots)
+            self._read_plans[key] = hit
+        rp, slots = hit
+        params = dict(rp.rs.params)
+        for slot, value in zip(slots, values, strict=True):
+            params[slot] = value
+        return _ReadPlan(ReadSQL(rp.rs.sql, rp.rs.count_from, params), rp.prefer, rp.kind, rp.strip, rp.offset,
+                         rp.stream)
+
+    async def read(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, source: Source,
+                   plan: Plan | None = None, params: Params | None = None, *, cacheable: bool = False) -> Response:
+        if cacheable:
+            rp = self._plan_table_read(req, cache, schema, source)
+        else:
+            rp = self._plan_read(req, cache, source, plan, params)
+        rs, prefer, kind, strip, offset, stream = rp.rs, rp.prefer, rp.kind, rp.strip, rp.offset, rp.stream
         if stream:
             return Response(200, b"", {}, JSON_CT, stream=self._streamer(req, caller, schema, rs, offset))
         read_only = req.method in ("GET", "HEAD")
@@ -503,7 +557,7 @@ class RestApp:
             if kind == "object" and row is not None and row[1] != 1:
                 raise _singular_error(int(row[1]))
 
-        row, _ = await self.execute(req, caller, schema, rs.sql, params.values, read_only=read_only,
+        row, _ = await self.execute(req, caller, schema, rs.sql, rs.params, read_only=read_only,
                                     check=None if read_only else check, rollback=prefer.tx == "rollback")
         if read_only:
             check(row, 0)
@@ -514,7 +568,7 @@ class RestApp:
         if prefer.count in ("planned", "estimated") and (total is None or (
                 prefer.count == "estimated" and self.max_rows is not None and total > self.max_rows)):
             total = await self._planned_count(req, caller, schema, f"SELECT 1 FROM {rs.count_from}",
-                                              params.values)
+                                              rs.params)
         if kind == "object":
             body = body.strip()[1:-1].strip()
         headers: dict[str, str] = {}
@@ -978,6 +1032,21 @@ class RestApp:
 
 class _Retry(Exception):
     pass
+
+
+#: filters whose value is bound verbatim as one parameter (cacheable request shapes)
+_SIMPLE_FILTER = re.compile(r"^((?:not\.)?(?:eq|neq|gt|gte|lt|lte|isdistinct|match|imatch)\.)(.*)$", re.S)
+_RESERVED_KEYS = {"select", "order", "limit", "offset", "columns", "on_conflict", "or", "and", "apikey"}
+
+
+@dataclass
+class _ReadPlan:
+    rs: ReadSQL
+    prefer: Prefer
+    kind: str
+    strip: bool
+    offset: int
+    stream: bool
 
 
 @dataclass
