@@ -386,12 +386,12 @@ class StorageAPI:
             "contentLength": ing.size, "httpStatusCode": 200,
         }
         old = None
-        if upsert:
-            old = await self.database.admin_one(
-                "select version from storage.objects where bucket_id = %s and name = %s", (bucket_id, key))
         try:
+            if upsert:
+                old = await self.database.admin_one(
+                    "select version from storage.objects where bucket_id = %s and name = %s", (bucket_id, key))
             self.store.install(ing.temp, version)
-        except OSError:
+        except BaseException:
             ing.temp.unlink(missing_ok=True)
             raise
         try:
