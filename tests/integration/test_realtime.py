@@ -451,6 +451,18 @@ async def test_private_channels_follow_rls(stack: StackHandle, rt: list[Any],
         assert got_a.items[2]["event"] == "after"
         assert len(got_pub) == 0
 
+        # HTTP broadcast to a private topic: authorized by the caller's INSERT policy
+        url = stack.api_url + "/realtime/v1/api/broadcast"
+        async with httpx.AsyncClient() as http:
+            for who in (user_b, user_a):  # B may not write to A's topic; A may
+                r = await http.post(url, headers={"apikey": stack.anon_key,
+                                                  "Authorization": f"Bearer {user_token(stack, who)}"},
+                                    json={"messages": [{"topic": own, "event": f"http-{who}", "payload": {},
+                                                        "private": True}]})
+                assert r.status_code == 202
+        await wait_for(lambda: len(got_a) == 4, what="private HTTP broadcast")
+        assert got_a.items[3]["event"] == f"http-{user_a}"
+
         # presence on a private channel: the INSERT policy allows the track
         await ch_a.track({"online": True})
         await wait_for(lambda: len(ch_a.presence_state()) == 1, what="own presence on a private channel")
