@@ -739,10 +739,10 @@ class StorageAPI:
         version = new_version()
         metadata["eTag"] = f'"{version}"'
         metadata["lastModified"] = _default(datetime.now(UTC))
-        if self.store.link(str(src.get("version")), version) is None:
-            raise E.no_such_key()
         old = await self.database.admin_one(
             "select version from storage.objects where bucket_id = %s and name = %s", (dest_bucket, dest))
+        if self.store.link(str(src.get("version")), version) is None:
+            raise E.no_such_key()
         try:
             async with self.database.as_caller(caller, "POST") as conn:
                 obj_id = await self._insert_row(conn, dest_bucket, dest, caller, version, metadata, user_metadata,
