@@ -644,3 +644,19 @@ def test_phone_mfa_factor_with_captured_sms(stack) -> None:  # type: ignore[no-u
     with pytest.raises(AuthApiError) as err:  # a challenge is single use
         c.mfa.verify({"factor_id": enrolled.id, "challenge_id": challenge.id, "code": sms["otp"]})
     assert (err.value.status, err.value.code) == (422, "mfa_challenge_expired")
+
+
+def test_sign_in_reports_weak_password(stack) -> None:  # type: ignore[no-untyped-def]
+    import bcrypt
+
+    email = new_email("weak")
+    hashed = bcrypt.hashpw(b"abc", bcrypt.gensalt(4)).decode()
+    admin_client(stack).create_user({"email": email, "password_hash": hashed, "email_confirm": True})
+    r = httpx.post(f"{stack.api_url}/auth/v1/token?grant_type=password", headers={"apikey": stack.anon_key},
+                   json={"email": email, "password": "abc"})
+    assert r.status_code == 200
+    assert r.json()["weak_password"]["reasons"] == ["length"]
+    strong = signed_up(stack)[2]
+    r = httpx.post(f"{stack.api_url}/auth/v1/token?grant_type=password", headers={"apikey": stack.anon_key},
+                   json={"email": strong, "password": "secret-pass-1"})
+    assert "weak_password" not in r.json()

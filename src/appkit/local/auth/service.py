@@ -494,6 +494,11 @@ class AuthService:
         async with self.pool.connection() as conn, conn.transaction():
             session = await self.tokens.create_session(conn, user, "password", ip=req.ip, user_agent=req.user_agent)
             await core.audit(conn, "login", user, req.ip, provider="email" if email else "phone")
+        try:
+            check_strength(self.cfg, password)
+        except ApiError as weak:  # GoTrue tells the client when the password breaks the current rules
+            reasons = weak.extra.get("weak_password", {}).get("reasons", ["length"])
+            session["weak_password"] = {"reasons": reasons, "message": weak.msg}
         return ok(session)
 
     async def _refresh_grant(self, req: Req) -> Response:
