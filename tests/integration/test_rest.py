@@ -118,7 +118,10 @@ def test_same_shape_different_values(svc: SyncPostgrestClient) -> None:
     for i, title in [(1, "Alpha"), (2, "Beta"), (3, "Gamma"), (1, "Alpha")]:
         r = svc.table("rest_books").select("title").eq("id", i).neq("title", "x").execute()
         assert r.data == [{"title": title}]
-    assert svc.table("rest_books").select("id").eq("title", "\x00pgrst0\x00").execute().data == []
+    assert svc.table("rest_books").select("id").eq("title", "pgrst0").execute().data == []
+    with pytest.raises(APIError) as exc:
+        svc.table("rest_books").select("id").eq("title", "\x00pgrst0\x00").execute()
+    assert exc.value.code == "22021"
     assert svc.table("rest_books").select("id").eq("title", "Beta").eq("title", "Beta").execute().data == [{"id": 2}]
 
 

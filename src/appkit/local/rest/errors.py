@@ -76,6 +76,9 @@ def from_pg(exc: psycopg.Error, *, anon: bool) -> ApiError:
     hint = diag.message_hint
     if isinstance(exc, psycopg.OperationalError) and not code:
         return ApiError(503, "PGRST000", "Could not connect with the database", details=str(exc).strip())
+    if isinstance(exc, psycopg.DataError) and not code:
+        # rejected by the driver before reaching Postgres (e.g. a NUL character in a value)
+        return ApiError(400, "22021", message)
     if code == "PGRST" or code == "PT000":
         # RAISE sqlstate 'PGRST' using message = '{"code":..,"message":..}', detail = '{"status":..}'
         try:
