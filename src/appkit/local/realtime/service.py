@@ -182,11 +182,17 @@ class Connection:
                                  "status": status})
 
     async def _writer(self) -> None:
+        send, queue = self.ws.send, self.queue
         while True:
-            item = await self.queue.get()
+            item = await queue.get()
+            while item is not None:
+                await send({"type": "websocket.send", "text": item})
+                # drain what is already queued without a round through the event loop
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
             if item is None:
-                break
-            await self.ws.send_text(item)
+                return
 
     async def _reader(self) -> None:
         while True:
