@@ -136,3 +136,20 @@ def test_mime_rules() -> None:
     assert normalize_cache_control("3600") == "max-age=3600"
     assert normalize_cache_control("no-store") == "no-store"
     assert normalize_cache_control(None) == "no-cache"
+
+
+def test_config_rejects_bad_bucket_names(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from appkit.errors import ConfigError
+    from appkit.local.config import load_config
+
+    path = Path(str(tmp_path)) / "config.toml"
+    path.write_text('[storage.buckets."bad/name"]\npublic = true\n')
+    with pytest.raises(ConfigError, match="invalid bucket name"):
+        load_config(path)
+    path.write_text('[storage]\nfile_size_limit = "2GiB"\n[storage.buckets.images]\nfile_size_limit = "1MiB"\n'
+                    'allowed_mime_types = ["image/*"]\nobjects_path = "./img"\n')
+    cfg = load_config(path).storage
+    assert cfg.file_size_limit == 2 * 1024**3
+    assert cfg.buckets["images"].file_size_limit == 1024**2 and cfg.buckets["images"].objects_path == "./img"

@@ -95,6 +95,16 @@ class StorageConfig(_Section):
     def _size(cls, v: Any) -> Any:
         return parse_size(v)
 
+    @field_validator("buckets")
+    @classmethod
+    def _bucket_names(cls, v: dict[str, BucketConfig]) -> dict[str, BucketConfig]:
+        # Supabase Storage's bucket naming rule (the storage service checks it again)
+        for name in v:
+            if (not re.fullmatch(r"[\w!\-.*'() &$@=;:+,?]{1,100}", name, re.ASCII) or name in (".", "..")
+                    or name != name.strip()):
+                raise ValueError(f"invalid bucket name {name!r}")
+        return v
+
 
 class AuthEmailConfig(_Section):
     enable_signup: bool = True

@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from appkit.errors import ConfigError
 from appkit.local.context import StackContext
 from appkit.local.storage import errors as E
 from appkit.local.storage.api import StorageAPI
@@ -124,9 +125,13 @@ class StorageService:
         buckets = self.ctx.config.storage.buckets
         if not buckets:
             return
+        for name in buckets:
+            try:
+                check_bucket_id(name)
+            except E.StorageError:
+                raise ConfigError(f"supabase/config.toml: [storage.buckets.{name}]: invalid bucket name") from None
         async with self.api.database.as_admin() as conn:
             for name, cfg in buckets.items():
-                check_bucket_id(name)
                 await conn.execute(
                     "insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_types)"
                     " values (%s, %s, %s, %s, %s) on conflict (id) do update set public = excluded.public,"
