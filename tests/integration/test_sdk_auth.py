@@ -151,5 +151,12 @@ def test_verify_real_tokens(app: AppKit, stack: StackHandle) -> None:
     assert p.is_authenticated
     with pytest.raises(errors.AuthError):
         app.auth.verify(stack.anon_key)  # no "authenticated" audience
+    # no JWT secret configured: the auth server vouches for HS256 tokens
+    without_secret = AppKit(url=stack.api_url, anon_key=stack.anon_key)
+    assert str(without_secret.auth.verify(session.access_token).user_id) == session.user.id
+    app.auth.sign_out(session)
+    with pytest.raises(errors.AuthError):
+        without_secret.auth.verify(session.access_token)  # the session is gone server-side
+    without_secret.close()
     with pytest.raises(errors.AuthError):
         app.auth.verify(session.access_token[:-3] + ("AAA" if not session.access_token.endswith("AAA") else "BBB"))

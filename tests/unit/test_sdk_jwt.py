@@ -88,9 +88,30 @@ def test_rejects_other_algorithms_and_garbage() -> None:
             app().auth.verify(garbage)
 
 
-def test_hs256_without_secret_is_rejected() -> None:
+def _user(uid: str) -> dict[str, Any]:
+    return {"id": uid, "aud": "authenticated", "app_metadata": {}, "user_metadata": {},
+            "created_at": "2026-01-01T00:00:00Z"}
+
+
+@respx.mock
+def test_hs256_without_secret_asks_the_auth_server() -> None:
+    user = respx.get(f"{URL}/auth/v1/user")
+    client = app(secret=None)
+    token = jwt.encode(claims(), SECRET, algorithm="HS256")
+    user.mock(return_value=httpx.Response(200, json=_user(USER)))
+    assert str(client.auth.verify(token).user_id) == USER
+    assert user.calls[-1].request.headers["authorization"] == f"Bearer {token}"
+    user.mock(return_value=httpx.Response(401, json={"code": "bad_jwt", "msg": "invalid JWT"}))
     with pytest.raises(errors.AuthError):
-        app(secret=None).auth.verify(jwt.encode(claims(), SECRET, algorithm="HS256"))
+        client.auth.verify(jwt.encode(claims(), "forged-secret-forged-secret-forged-secret", algorithm="HS256"))
+    user.mock(return_value=httpx.Response(200, json=_user(str(uuid.uuid4()))))
+    with pytest.raises(errors.AuthError):
+        client.auth.verify(token)  # the server vouches for someone else
+    calls = user.call_count
+    with pytest.raises(errors.AuthError) as exc:
+        client.auth.verify(jwt.encode(claims(exp=int(time.time()) - 5), SECRET, algorithm="HS256"))
+    assert exc.value.code == "expired_jwt"
+    assert user.call_count == calls  # rejected locally, no request
 
 
 def test_audience_can_be_relaxed_explicitly() -> None:
@@ -143,6 +164,9 @@ def test_algorithm_confusion_hs256_with_public_key_is_rejected() -> None:
     k1, jwk1 = _rsa()
     jwk1.update(kid="k1", alg="RS256")
     respx.get(JWKS_URL).mock(return_value=httpx.Response(200, json={"keys": [jwk1]}))
+    # without a secret, HS256 tokens go to the auth server, which rejects this one
+    server = respx.get(f"{URL}/auth/v1/user").mock(return_value=httpx.Response(
+        401, json={"code": "bad_jwt", "msg": "invalid JWT: signature is invalid"}))
     client = app(secret=None)
     # sign HS256 with the public key's bytes as the "secret": classic confusion attack
     from cryptography.hazmat.primitives import serialization
@@ -156,6 +180,9 @@ def test_algorithm_confusion_hs256_with_public_key_is_rejected() -> None:
     sig = b64(hmac.new(pem, f"{header}.{body}".encode(), hashlib.sha256).digest())
     with pytest.raises(errors.AuthError):
         client.auth.verify(f"{header}.{body}.{sig}")
+    assert server.call_count == 1  # never accepted on the strength of the public key
+    with pytest.raises(errors.AuthError):  # and with a secret configured it fails locally
+        app().auth.verify(f"{header}.{body}.{sig}")
     # and an RS256 header pointing at a symmetric JWKS entry is refused
     respx.get(JWKS_URL).mock(return_value=httpx.Response(200, json={"keys": [
         {"kty": "oct", "kid": "s", "k": b64(SECRET.encode())}]}))

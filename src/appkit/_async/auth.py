@@ -277,12 +277,21 @@ class AsyncAuth:
 
         HS256 tokens are checked with ``SUPABASE_JWT_SECRET``; asymmetric ones with the
         project's JWKS (cached; refetched once when the token names an unknown ``kid``).
+        Without a JWT secret, an HS256 token is checked by the auth server instead
+        (``GET /auth/v1/user``, one request per call) and its claims locally.
         Raises ``errors.AuthError`` on an expired, tampered, unsigned or wrong-audience token.
         """
         settings = self._core.settings
         aud = settings.jwt_audience if audience == "default" else audience
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         alg = token_header(token).get("alg")
+        if alg == "HS256" and not secret:
+            principal = verify_token(token, secret=None, jwks=None, audience=aud, signature_checked_elsewhere=True)
+            with boundary():
+                user = await self._core.auth_client().get_user(token)
+            if user is None or str(principal.user_id) != user.user.id:
+                raise errors.AuthError("the auth server did not accept this token", code="bad_jwt", status=401)
+            return principal
         jwks: dict[str, Any] | None = None
         if alg in ASYMMETRIC_ALGS:
             if not self._jwks.fresh():

@@ -66,6 +66,7 @@ def verify_token(
     jwks: Mapping[str, Any] | None,
     audience: str | None,
     leeway: float = 0.0,
+    signature_checked_elsewhere: bool = False,
 ) -> Principal:
     """Verify ``token`` and return its principal; raise ``errors.AuthError`` (code ``bad_jwt``,
     ``expired_jwt`` or ``unexpected_audience``) or ``UnknownKey``."""
@@ -74,7 +75,12 @@ def verify_token(
     if not isinstance(alg, str) or alg.lower() == "none":
         raise _fail("unsigned tokens are not accepted", "bad_jwt")
     key: Any
-    if alg == "HS256":
+    if signature_checked_elsewhere:
+        # the auth server has just accepted this token (no local key for it): check the claims
+        if alg not in ("HS256", *ASYMMETRIC_ALGS):
+            raise _fail(f"algorithm {alg} is not accepted", "bad_jwt")
+        key = None
+    elif alg == "HS256":
         if not secret:
             raise _fail("HS256 token but no JWT secret is configured", "bad_jwt")
         key = secret
@@ -82,7 +88,9 @@ def verify_token(
         key = _jwk_for(header.get("kid"), alg, jwks)
     else:
         raise _fail(f"algorithm {alg} is not accepted", "bad_jwt")
-    options: Any = {"require": ["exp"], "verify_aud": audience is not None}
+    options: Any = {"require": ["exp"], "verify_signature": not signature_checked_elsewhere,
+                    "verify_exp": True, "verify_nbf": True, "verify_iat": True,
+                    "verify_aud": audience is not None}
     try:
         claims: dict[str, Any] = pyjwt.decode(
             token, key, algorithms=[alg], audience=audience, options=options, leeway=leeway,
