@@ -551,3 +551,18 @@ async def test_through_the_supabase_async_client(stack: StackHandle, table: str,
         assert got.items[0]["data"]["record"]["n"] == 11
     finally:
         await sb.remove_all_channels()
+
+
+async def test_select_columns(stack: StackHandle, rt: list[Any], table: str,
+                              db: psycopg.Connection[tuple[object, ...]]) -> None:
+    a = await client(stack)
+    rt.append(a)
+    got = Recorder()
+    ch = a.channel(f"rt-select-{table}", config())
+    ch.on_postgres_changes("INSERT", got, table=table, schema="public", select=["id", "n"])
+    await ch.subscribe(got.state)
+    assert got.states[-1][0] == RealtimeSubscribeStates.SUBSCRIBED
+    insert(db, table, n=3, status="hidden")
+    await wait_for(lambda: len(got) == 1, what="projected change")
+    data = got.items[0]["data"]
+    assert set(data["record"]) == {"id", "n"} and [c["name"] for c in data["columns"]] == ["id", "n"]

@@ -216,7 +216,17 @@ class Connection:
             except FrameError as exc:
                 log.debug("realtime: dropped a malformed frame: %s", exc)
                 continue
-            await self.svc.handle(self, frame)
+            try:
+                await self.svc.handle(self, frame)
+            except Exception:
+                # like a crashed Phoenix channel: that channel errors, the socket lives on
+                log.exception("realtime: error handling %r on %r", frame.event, frame.topic)
+                ch = self.channels.pop(frame.topic, None)
+                if ch is not None:
+                    self.svc.remove_channel(ch)
+                    self.send(self.ser.push(frame.topic, "phx_error", {}, join_ref=ch.join_ref, ref=ch.join_ref))
+                elif frame.ref is not None:
+                    self.reply(frame, "error", {"reason": "Unknown Error on Channel"})
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._reader())
