@@ -258,7 +258,7 @@ async def main() -> None:
         runs = [(1, "official", rows, interval), (100, "official", max(rows // 3, 20), interval * 3),
                 (100, "raw", max(rows // 2, 20), interval)]
         if not args.quick:
-            runs.append((500, "raw", max(rows // 4, 20), interval * 2.5))
+            runs.append((500, "raw", max(rows // 5, 20), interval * 10))
         for n, kind, count, gap in runs:
             if kind == "official":
                 lat, got = await official_subscribers(stack, n, count, gap)
