@@ -232,7 +232,7 @@ def main() -> None:
         setup = {"sp": '"public", "public", "extensions"', "role": "authenticated",
                  "claims": json.dumps({"sub": OWNER, "role": "authenticated", "aud": "authenticated"}),
                  "method": "GET", "path": "/bench_rest_items", "headers": json.dumps(headers), "cookies": "{}",
-                 "timeout": "8s", "ro": "on"}
+                 "timeout": "8s", "tz": None, "ro": "on"}
         # warm up both paths
         run_http_load(stack.api_url, "/rest/v1/bench_rest_items", stack.anon_key, token, args.connections, 2)
         raw_cmd = [sys.executable, "-c", RAW_LOADGEN, auth_url, sql_text, SETUP_SQL_RO, json.dumps(setup),
