@@ -11,7 +11,7 @@ import jwt
 SCHEMA_SQL = """
 drop table if exists public.rest_film_actors, public.rest_actors, public.rest_films, public.rest_books,
   public.rest_authors, public.rest_notes, public.rest_items, public.rest_kinds, public.rest_profiles cascade;
-drop view if exists public.rest_book_view;
+drop view if exists public.rest_book_view, public.rest_books_public;
 drop function if exists public.rest_add(int, int), public.rest_add(int, int, int), public.rest_echo(json),
   public.rest_books_by(int), public.rest_hello(), public.rest_noop(), public.rest_words(text),
   public.rest_author_of(int), public.rest_touch(int), public.rest_raise(), public.rest_me(),
@@ -67,6 +67,8 @@ revoke all on public.rest_notes from anon;
 create view public.rest_book_view as select b.id, b.title, a.name as author from public.rest_books b
   join public.rest_authors a on a.id = b.author_id;
 
+create view public.rest_books_public as select id, title, author_id as writer from public.rest_books;
+
 create function public.rest_add(a int, b int) returns int language sql immutable as $$ select a + b $$;
 create function public.rest_add(a int, b int, c int) returns int language sql immutable as $$ select a + b + c $$;
 create function public.rest_echo(json) returns json language sql immutable as $$ select $1 $$;
@@ -111,7 +113,7 @@ insert into public.rest_kinds values (1, 'one'), (2, 'two');
 """
 
 TABLES = ["rest_authors", "rest_books", "rest_films", "rest_actors", "rest_film_actors", "rest_items",
-          "rest_kinds", "rest_notes", "rest_book_view"]
+          "rest_kinds", "rest_notes", "rest_book_view", "rest_books_public"]
 
 
 def user_token(secret: str, sub: str, role: str = "authenticated", exp_in: int = 3600) -> str:

@@ -247,6 +247,16 @@ def test_embed_many_to_many_nested_and_spread(svc: SyncPostgrestClient) -> None:
     assert r.data[0]["rest_books"][0] == {"title": "Alpha", "editor": {"name": "Bob"}}
 
 
+def test_embedding_through_views(svc: SyncPostgrestClient) -> None:
+    # the view renames rest_books.author_id to writer; the foreign key still applies
+    r = svc.table("rest_books_public").select("title,rest_authors(name)").eq("id", 1).execute()
+    assert r.data == [{"title": "Alpha", "rest_authors": {"name": "Ann"}}]
+    r = svc.table("rest_authors").select("name,rest_books_public(title)").eq("id", 2).execute()
+    assert r.data == [{"name": "Bob", "rest_books_public": [{"title": "Gamma"}]}]
+    r = svc.table("rest_books_public").select("title,author:writer(name)").eq("id", 3).execute()
+    assert r.data == [{"title": "Gamma", "author": {"name": "Bob"}}]
+
+
 def test_order_by_related_to_one(svc: SyncPostgrestClient, rest_db: str, stack: StackHandle) -> None:
     resp = httpx.get(f"{rest_db}/rest_books", params={
         "select": "id,author:rest_authors!author_id(name)", "order": "author(name).desc,id.asc"},

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +168,12 @@ where s.setdatabase in (0, (select oid from pg_database where datname = current_
 order by s.setdatabase
 """
 
+VIEWS_SQL = """
+select c.oid, r.ev_action::text
+from pg_rewrite r join pg_class c on c.oid = r.ev_class join pg_namespace n on n.oid = c.relnamespace
+where r.rulename = '_RETURN' and c.relkind in ('v', 'm') and n.nspname = any(%(schemas)s)
+"""
+
 TYPES_SQL = "select oid, format_type(oid, null), typname from pg_type where oid = any(%(oids)s)"
 
 
@@ -222,6 +229,9 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
             table = by_oid.get(relid)
             if table is not None and cols and list(cols) not in table.uniques:
                 table.uniques.append(list(cols))
+        await cur.execute(VIEWS_SQL, params)
+        view_rows = await cur.fetchall()
+        fks = fks + _view_foreign_keys(view_rows, by_oid, fks)
         _build_relationships(cache, fks)
         await cur.execute(ROLE_SETTINGS_SQL)
         for rolname, setconfig in await cur.fetchall():
@@ -291,6 +301,106 @@ def _function_from_row(
         schema, name, int(oid), args, retfmt, rettypname, bool(retset), kind, ret_table, outs,
         str(volatility), descr,
     )
+
+
+def _top_target_list(tree: str) -> list[str]:
+    """The top-level query's TARGETENTRY texts from a view's ``_RETURN`` rule tree."""
+    depth = 0
+    i = 0
+    n = len(tree)
+    start = -1
+    while i < n:
+        ch = tree[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch in "({":
+            depth += 1
+        elif ch in ")}":
+            depth -= 1
+        elif depth == 2 and tree.startswith(":targetList (", i):
+            start = i + len(":targetList (")
+            break
+        i += 1
+    if start < 0:
+        return []
+    entries: list[str] = []
+    i = start
+    depth = 0
+    entry_start = -1
+    while i < n:
+        ch = tree[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch in "({":
+            if depth == 0 and ch == "{":
+                entry_start = i
+            depth += 1
+        elif ch in ")}":
+            if depth == 0:
+                break  # end of the target list
+            depth -= 1
+            if depth == 0 and ch == "}" and entry_start >= 0:
+                entries.append(tree[entry_start:i + 1])
+                entry_start = -1
+        i += 1
+    return entries
+
+
+_ENTRY_TAIL = re.compile(
+    r":resname (\S+) :ressortgroupref \d+ :resorigtbl (\d+) :resorigcol (\d+) :resjunk (\w+)\}$")
+
+
+def _view_columns(tree: str) -> dict[str, tuple[int, int]]:
+    """view column -> (base table oid, base attnum) for columns that are plain base columns."""
+    out: dict[str, tuple[int, int]] = {}
+    for entry in _top_target_list(tree):
+        m = _ENTRY_TAIL.search(entry)
+        if m is None or m.group(4) != "false" or m.group(1) == "<>":
+            continue
+        name = re.sub(r"\\(.)", r"\1", m.group(1))
+        tbl, col = int(m.group(2)), int(m.group(3))
+        if tbl and col:
+            out[name] = (tbl, col)
+    return out
+
+
+def _view_foreign_keys(
+    view_rows: list[tuple[Any, ...]], by_oid: dict[int, Table],
+    fks: list[tuple[str, Table, Table, list[str], list[str]]],
+) -> list[tuple[str, Table, Table, list[str], list[str]]]:
+    """Foreign keys of base tables, re-expressed on the views that expose all their columns
+    (PostgREST's relationships through views)."""
+    oid_of = {id(t): oid for oid, t in by_oid.items()}
+    attname: dict[tuple[int, int], str] = {}
+    for oid, t in by_oid.items():
+        for c in t.columns.values():
+            attname[(oid, c.position)] = c.name
+    out: list[tuple[str, Table, Table, list[str], list[str]]] = []
+    for view_oid, tree in view_rows:
+        view = by_oid.get(int(view_oid))
+        if view is None or not tree:
+            continue
+        try:
+            cols = _view_columns(str(tree))
+        except (ValueError, IndexError):
+            continue
+        # base (table oid, column name) -> view column name
+        exposed: dict[tuple[int, str], str] = {}
+        for vcol, (tbl, attnum) in cols.items():
+            base = attname.get((tbl, attnum))
+            if base is not None and vcol in view.columns:
+                exposed.setdefault((tbl, base), vcol)
+        for conname, child, parent, ccols, pcols in fks:
+            c_oid, p_oid = oid_of.get(id(child)), oid_of.get(id(parent))
+            if c_oid is None or p_oid is None:
+                continue
+            if all((c_oid, c) in exposed for c in ccols):
+                out.append((conname, view, parent, [exposed[(c_oid, c)] for c in ccols], pcols))
+            if all((p_oid, c) in exposed for c in pcols):
+                out.append((conname, child, view, ccols, [exposed[(p_oid, c)] for c in pcols]))
+    return out
 
 
 def _build_relationships(
