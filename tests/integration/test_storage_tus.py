@@ -114,6 +114,7 @@ def test_resumable_upload_survives_a_dropped_connection(stack: StackHandle, user
             break
         time.sleep(0.05)
     assert offset == first + sent
+    assert _head(stack, bob.token, location).status_code == 403  # only the uploader may look
     # a PATCH at the wrong offset is refused
     assert _patch(stack, alice.token, location, first, data[first:]).status_code == 409
     # resume from HEAD's offset
@@ -196,6 +197,9 @@ def test_signed_resumable_upload(stack: StackHandle, users: tuple[User, User]) -
     bad = httpx.patch(location, content=data[100_000:], headers={
         **patch_headers, "Upload-Offset": "100000", "x-signature": token[:-2] + "xx"})
     assert bad.status_code == 400
+    head = httpx.head(location, headers=base_headers)
+    assert head.status_code == 200 and head.headers["upload-offset"] == "100000"
+    assert httpx.head(location, headers={**base_headers, "x-signature": "nope"}).status_code == 400
     r = httpx.patch(location, content=data[100_000:], headers={**patch_headers, "Upload-Offset": "100000"})
     assert r.status_code == 204 and r.headers["upload-offset"] == str(len(data))
     assert sync_client(stack, alice.token).from_(BUCKET).download(name) == data

@@ -94,7 +94,7 @@ class StorageService:
             Route("/upload/resumable/sign", _wrap(t.options, tus=True), methods=["OPTIONS"]),
             Route("/upload/resumable/sign", _wrap(t.create_signed, tus=True), methods=["POST"]),
             Route("/upload/resumable/sign/", _wrap(t.create_signed, tus=True), methods=["POST"]),
-            Route("/upload/resumable/sign/{upload_id}", _wrap(t.head, tus=True), methods=["HEAD", "GET"]),
+            Route("/upload/resumable/sign/{upload_id}", _wrap(t.head_signed, tus=True), methods=["HEAD", "GET"]),
             Route("/upload/resumable/sign/{upload_id}", _wrap(t.patch_signed, tus=True), methods=["PATCH"]),
             Route("/upload/resumable/sign/{upload_id}", _wrap(t.delete_signed, tus=True), methods=["DELETE"]),
             Route("/upload/resumable/sign/{upload_id}", _wrap(t.options, tus=True), methods=["OPTIONS"]),

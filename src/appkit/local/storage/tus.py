@@ -195,8 +195,15 @@ class TusUploads:
         return f"{proto}://{host}{request.scope.get('root_path', '')}"
 
     async def head(self, request: Request) -> Response:
+        return await self._head(request, signed=False)
+
+    async def head_signed(self, request: Request) -> Response:
+        return await self._head(request, signed=True)
+
+    async def _head(self, request: Request, *, signed: bool) -> Response:
         upload_id = request.path_params["upload_id"]
         info, _, data_path = self._load(upload_id)
+        self._auth(request, info, signed=signed)
         try:
             offset = data_path.stat().st_size
         except FileNotFoundError:
