@@ -147,6 +147,63 @@ async def official_subscribers(stack: StackHandle, n: int, rows: int, interval: 
     return latencies, delivered
 
 
+async def official_subscribers_spread(stack: StackHandle, n: int, rows: int, interval: float,
+                                      procs: int = 4) -> tuple[list[float], int]:
+    """n official clients spread over ``procs`` processes (subscribers are separate
+    machines in real life; one Python process would serialize their per-message cost)."""
+    workers = []
+    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    for count in per:
+        args = json.dumps({"api_url": stack.api_url, "anon_key": stack.anon_key, "jwt_secret": stack.jwt_secret,
+                           "count": count, "rows": rows})
+        proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--subscriber-worker", args,
+                                                    stdout=asyncio.subprocess.PIPE)
+        workers.append(proc)
+    for proc in workers:
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        assert line.strip() == b"ready", line
+    commits: dict[int, float] = {}
+    await insert_rows(stack, rows, interval, commits)
+    received: list[tuple[int, float]] = []
+    for proc in workers:
+        out, _ = await proc.communicate()
+        received += [(int(i), float(t)) for i, t in json.loads(out)]
+    lat = [(at - commits[i]) * 1000 for i, at in received if i in commits]
+    return lat, len(lat)
+
+
+def subscriber_worker(raw_args: str) -> None:
+    args = json.loads(raw_args)
+    stack = StackHandle(api_url=args["api_url"], anon_key=args["anon_key"], service_role_key="",
+                        db_url="", jwt_secret=args["jwt_secret"])
+    count, rows = int(args["count"]), int(args["rows"])
+
+    async def run() -> None:
+        url = stack.api_url.replace("http", "ws") + "/realtime/v1"
+        received: list[tuple[int, float]] = []
+        clients = []
+        for _ in range(count):
+            c = AsyncRealtimeClient(url, stack.anon_key)
+            await c.connect()
+            await c.set_auth(token(stack))
+            ch = c.channel(f"bench-{uuid.uuid4().hex[:6]}")
+            ch.on_postgres_changes(
+                "INSERT", lambda p: received.append((int(p["data"]["record"]["id"]), time.time())),
+                table=TABLE, schema="public")
+            await ch.subscribe()
+            clients.append(c)
+        print("ready", flush=True)
+        deadline = time.monotonic() + 60
+        while len(received) < count * rows and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for c in clients:
+            await c.close()
+        print(json.dumps(received), flush=True)
+
+    asyncio.run(run())
+
+
 async def raw_subscribers(stack: StackHandle, n: int, rows: int, interval: float) -> tuple[list[float], int]:
     url = stack.api_url.replace("http", "ws") + f"/realtime/v1/websocket?apikey={stack.anon_key}&vsn=1.0.0"
     received: list[tuple[int, float]] = []
@@ -256,13 +313,16 @@ async def main() -> None:
         results.append(("baseline: LISTEN/NOTIFY", "1", b50, pct(base, 99), 1.0, len(base), rows))
         # (subscribers, client, rows, interval between commits)
         runs = [(1, "official", rows, interval), (100, "official", max(rows // 3, 20), interval * 3),
-                (100, "raw", max(rows // 2, 20), interval)]
+                (100, "official-spread", max(rows // 2, 20), interval), (100, "raw", max(rows // 2, 20), interval)]
         if not args.quick:
             runs.append((500, "raw", max(rows // 5, 20), interval * 10))
         for n, kind, count, gap in runs:
             if kind == "official":
                 lat, got = await official_subscribers(stack, n, count, gap)
-                label = "official client"
+                label = "official client, one process"
+            elif kind == "official-spread":
+                lat, got = await official_subscribers_spread(stack, n, count, gap)
+                label = "official client, 4 processes"
             else:
                 lat, got = await raw_subscribers(stack, n, count, gap)
                 label = "raw websockets"
@@ -285,5 +345,7 @@ async def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--insert-worker":
         insert_worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--subscriber-worker":
+        subscriber_worker(sys.argv[2])
     else:
         asyncio.run(main())
