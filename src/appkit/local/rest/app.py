@@ -1133,6 +1133,8 @@ def _apply_response_gucs(resp: Response, headers_json: Any, status_text: Any) ->
                 raise ValueError
             for item in items:
                 for k, v in item.items():
+                    if any(c in str(k) + str(v) for c in "\r\n\0"):
+                        raise ValueError
                     resp.headers[str(k)] = str(v)
         except ValueError:
             raise ApiError(500, "PGRST111", "response.headers guc must be a JSON array composed of objects "
