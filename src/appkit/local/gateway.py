@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appkit.local.context import Service, StackContext
 
@@ -33,7 +33,7 @@ SERVICE_PREFIXES: dict[str, str] = {
 }
 EXPOSED_HEADERS = ["Content-Range", "Content-Location", "Location", "Range-Unit", "Preference-Applied",
                    "X-Total-Count", "X-Supabase-Api-Version", "Content-Profile", "Upload-Offset",
-                   "Upload-Length", "Tus-Resumable", "ETag"]
+                   "Upload-Length", "Tus-Resumable", "ETag", "Content-Disposition"]
 
 
 def _enabled(ctx: StackContext, name: str) -> bool:
@@ -57,17 +57,43 @@ def load_services(ctx: StackContext, only: str | None = None) -> list[Service]:
     return services
 
 
-def build_app(ctx: StackContext, *, only: str | None = None) -> Starlette:
+class PrefixDispatch:
+    """Route by path prefix straight to each service's ASGI app.
+
+    The child scope is what Starlette's ``Mount`` gives (``root_path`` extended by the
+    prefix, ``path`` unchanged), without a router's regex matching per request — this
+    sits on every request's hot path. Everything else (``/health``, 404s, lifespan)
+    goes to ``fallback``.
+    """
+
+    def __init__(self, mounts: list[tuple[str, ASGIApp]], fallback: ASGIApp) -> None:
+        self.mounts = mounts
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            root = scope.get("root_path", "")
+            path: str = scope["path"]
+            route_path = path[len(root):] if root and path.startswith(root) else path
+            for prefix, app in self.mounts:
+                if route_path.startswith(prefix) and (len(route_path) == len(prefix) or route_path[len(prefix)] == "/"):
+                    child = dict(scope)
+                    child["app_root_path"] = scope.get("app_root_path", root)
+                    child["root_path"] = root + prefix
+                    if len(route_path) == len(prefix):  # "/rest/v1" is "/rest/v1/"
+                        child["path"] = path + "/"
+                        child["raw_path"] = scope.get("raw_path", path.encode()) + b"/"
+                    await app(child, receive, send)
+                    return
+        await self.fallback(scope, receive, send)
+
+
+def build_app(ctx: StackContext, *, only: str | None = None) -> ASGIApp:
     """The gateway app; with ``only``, that one service served alone at ``/``."""
     services = load_services(ctx, only)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "services": [s.name for s in services]})
-
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET", "HEAD"])]
-    for svc in services:
-        prefix = "" if only else SERVICE_PREFIXES[svc.name]
-        routes.append(Mount(prefix or "/", app=svc.app))
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -86,10 +112,28 @@ def build_app(ctx: StackContext, *, only: str | None = None) -> Starlette:
                     log.exception("%s did not shut down cleanly", svc.name)
             await ctx.aclose()
 
-    middleware = [
-        Middleware(
-            CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-            expose_headers=EXPOSED_HEADERS, max_age=3600,
-        )
-    ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    core = Starlette(routes=[Route("/health", health, methods=["GET", "HEAD"])], lifespan=lifespan)
+    if only is not None:
+        # one service alone at "/": it answers everything but /health
+        single = services[0].app if services else core
+        app: ASGIApp = _HealthFirst(core, single)
+    else:
+        app = PrefixDispatch([(SERVICE_PREFIXES[s.name], s.app) for s in services], core)
+    return CORSMiddleware(
+        app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
+        expose_headers=EXPOSED_HEADERS, max_age=3600,
+    )
+
+
+class _HealthFirst:
+    """``/health`` and lifespan go to ``core``; every other request to ``app``."""
+
+    def __init__(self, core: ASGIApp, app: ASGIApp) -> None:
+        self.core = core
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" or scope.get("path") == "/health":
+            await self.core(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
