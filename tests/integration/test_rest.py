@@ -221,6 +221,13 @@ def test_embed_one_to_many_filters_order_limit(svc: SyncPostgrestClient) -> None
     r = (svc.table("rest_authors").select("name,books:rest_books!author_id(title)")
          .eq("books.title", "Beta").eq("id", 1).execute())
     assert r.data == [{"name": "Ann", "books": [{"title": "Beta"}]}]
+    r = (svc.table("rest_authors").select("name,books:rest_books!author_id(title)")
+         .or_("title.eq.Alpha,pages.gt.150", reference_table="books").eq("id", 1)
+         .order("title", foreign_table="books").execute())
+    assert r.data == [{"name": "Ann", "books": [{"title": "Alpha"}, {"title": "Beta"}]}]
+    r = (svc.table("rest_authors").select("name,books:rest_books!author_id(title)")
+         .not_.or_("title.eq.Alpha,pages.gt.150", reference_table="books").eq("id", 1).execute())
+    assert r.data == [{"name": "Ann", "books": []}]
 
 
 def test_embed_inner_and_null_filter(svc: SyncPostgrestClient) -> None:
