@@ -48,11 +48,15 @@ class Output(StrEnum):
     pretty = "pretty"
     env = "env"
     json = "json"
+    dotenv = "dotenv"
 
 
 def print_info(info: StackInfo, output: Output = Output.pretty) -> None:
     env = info.as_env()
-    if output is Output.json:
+    if output is Output.dotenv:
+        for key, value in info.as_sdk_env().items():
+            console.print(f'{key}="{value}"', highlight=False, soft_wrap=True)
+    elif output is Output.json:
         console.print_json(json.dumps(env))
     elif output is Output.env:
         for key in sorted(env):
@@ -196,7 +200,10 @@ def status(
     workdir: WorkdirOption = None,
     output: Annotated[Output, typer.Option("--output", "-o", help="Output format.")] = Output.pretty,
 ) -> None:
-    """Show the running stack's URLs and keys (the names `supabase status -o env` uses)."""
+    """Show the running stack's URLs and keys (the names `supabase status -o env` uses).
+
+    `-o dotenv` prints them as the SUPABASE_* variables the SDK's `AppKit.from_env()` reads.
+    """
     paths = resolve_workdir(workdir)
     info = read_info(paths)
     if info is None:

@@ -70,6 +70,8 @@ def test_start_status_stop_and_data_survives(project: Path) -> None:
     assert httpx.get(env["API_URL"] + "/health").json()["status"] == "ok"
     envfmt = run_cli("status", "--workdir", str(project), "-o", "env")
     assert f'API_URL="{env["API_URL"]}"' in envfmt.stdout.splitlines()
+    dotenv = run_cli("status", "--workdir", str(project), "-o", "dotenv").stdout.splitlines()
+    assert f'SUPABASE_URL="{env["API_URL"]}"' in dotenv and f'SUPABASE_ANON_KEY="{env["ANON_KEY"]}"' in dotenv
 
     with psycopg.connect(env["DB_URL"], autocommit=True) as conn:
         assert conn.execute("select body from public.notes").fetchall() == [("seeded",)]

@@ -122,6 +122,16 @@ class StackInfo:
             "JWT_SECRET": self.jwt_secret,
         }
 
+    def as_sdk_env(self) -> dict[str, str]:
+        """The ``SUPABASE_*`` variables ``AppKit.from_env()`` reads (a ``.env`` file's lines)."""
+        return {
+            "SUPABASE_URL": self.api_url,
+            "SUPABASE_ANON_KEY": self.anon_key,
+            "SUPABASE_SERVICE_ROLE_KEY": self.service_role_key,
+            "SUPABASE_JWT_SECRET": self.jwt_secret,
+            "SUPABASE_DB_URL": self.db_url,
+        }
+
 
 def _lock_holder(paths: StackPaths) -> int | None:
     """The pid holding the stack lock, or None when no stack runs in this workdir."""
