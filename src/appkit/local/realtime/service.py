@@ -11,6 +11,7 @@ import secrets
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,7 +287,7 @@ class RealtimeService:
 
     # -- lifecycle -------------------------------------------------------------------
     async def startup(self) -> None:
-        self._pool = await self.ctx.pool("realtime", min_size=1, max_size=4)
+        self._pool = await self.ctx.pool("realtime", min_size=1, max_size=6)
         self.feed = ChangeFeed(
             self.ctx.db_url, self.on_changes,
             poll_interval=self.limits.poll_interval_ms / 1000,
@@ -852,41 +853,49 @@ class RealtimeService:
                     self._privileges[(role, rel.oid)] = (ok, now)
         return out
 
-    async def _visible(self, rel: Relation, change: Change, channels: list[Channel]) -> set[Channel]:
+    async def _deliver_visible(self, rel: Relation, change: Change, channels: list[Channel],
+                               deliver: Callable[[list[Channel]], None]) -> None:
+        """Hand ``deliver`` the channels allowed to see ``change``. With RLS, the distinct
+        claim sets are checked in up to three chunks on separate connections, in parallel,
+        each chunk delivered as soon as it is known (the caller awaits all of them before
+        the next change, so per-channel order holds)."""
         roles = {str(ch.claims.get("role", "anon")) for ch in channels}
         privileges = await self._select_privileges(rel, roles)
         allowed = [ch for ch in channels if privileges.get(str(ch.claims.get("role", "anon")), False)]
         if not allowed or change.kind == "DELETE" or not rel.rls:
-            return set(allowed)
+            deliver(allowed)
+            return
         row = change.new or {}
         if not rel.pk or any(row.get(col) is None for col, _ in rel.pk):
-            return set()
+            return
         groups: dict[str, list[Channel]] = {}
         for ch in allowed:
             groups.setdefault(ch.claims_key, []).append(ch)
         keys = list(groups)
         args = (rel.oid, [c for c, _ in rel.pk], [t for _, t in rel.pk], [row.get(c) for c, _ in rel.pk])
         query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb[])"
-        flags: list[bool] = []
-        async with self.pool.connection() as conn:
-            try:
-                cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims) for k in keys]))
-                result = await cur.fetchone()
-                flags = [bool(f) for f in result[0]] if result and result[0] is not None else []
-            except psycopg.Error:
-                # a policy raised for some claim set: ask for each one alone, errors deny
-                for k in keys:
-                    try:
-                        cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims)]))
-                        result = await cur.fetchone()
-                        flags.append(bool(result and result[0] and result[0][0]))
-                    except psycopg.Error:
-                        flags.append(False)
-        visible: set[Channel] = set()
-        for k, ok in zip(keys, flags, strict=False):
-            if ok:
-                visible.update(groups[k])
-        return visible
+
+        async def check(chunk: list[str]) -> None:
+            flags: list[bool] = []
+            async with self.pool.connection() as conn:
+                try:
+                    cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims) for k in chunk]))
+                    result = await cur.fetchone()
+                    flags = [bool(f) for f in result[0]] if result and result[0] is not None else []
+                except psycopg.Error:
+                    # a policy raised for some claim set: ask for each one alone, errors deny
+                    for k in chunk:
+                        try:
+                            cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims)]))
+                            result = await cur.fetchone()
+                            flags.append(bool(result and result[0] and result[0][0]))
+                        except psycopg.Error:
+                            flags.append(False)
+            deliver([ch for k, ok in zip(chunk, flags, strict=False) if ok for ch in groups[k]])
+
+        n_chunks = max(1, min(3, len(keys) // 20))
+        size = -(-len(keys) // n_chunks)
+        await asyncio.gather(*(check(keys[i:i + size]) for i in range(0, len(keys), size)))
 
     async def _dispatch(self, change: Change) -> None:
         rel = change.relation
@@ -914,9 +923,6 @@ class RealtimeService:
                     matched.setdefault(ch, []).append(b)
         if not matched:
             return
-        visible = await self._visible(rel, change, list(matched))
-        if not visible:
-            return
         columns = [{"name": c.name, "type": c.typname} for c in rel.columns]
         ts = change.commit_ts
         data: dict[str, Any] = {
@@ -934,18 +940,22 @@ class RealtimeService:
                 if isinstance(data.get(name), dict):
                     data[name] = {k: v for k, v in data[name].items() if len(dumps(v)) <= 64}
         data_json = dumps(data)
-        for ch in matched:
-            if ch not in visible or ch.conn.closed:
-                continue
-            bindings = matched[ch]
-            body = data_json
-            select = next((b.select for b in bindings if b.select), None)
-            if select:
-                payload_data = dict(data)
-                for name in ("record", "old_record"):
-                    if isinstance(data.get(name), dict):
-                        payload_data[name] = {k: v for k, v in data[name].items() if k in select}
-                payload_data["columns"] = [c for c in columns if c["name"] in select]
-                body = dumps(payload_data)
-            ids = dumps([b.id for b in bindings])
-            ch.conn.send(ch.conn.ser.push_raw(ch.topic, "postgres_changes", f'{{"ids":{ids},"data":{body}}}'))
+
+        def deliver(channels: list[Channel]) -> None:
+            for ch in channels:
+                if ch.conn.closed:
+                    continue
+                bindings = matched[ch]
+                body = data_json
+                select = next((b.select for b in bindings if b.select), None)
+                if select:
+                    payload_data = dict(data)
+                    for name in ("record", "old_record"):
+                        if isinstance(data.get(name), dict):
+                            payload_data[name] = {k: v for k, v in data[name].items() if k in select}
+                    payload_data["columns"] = [c for c in columns if c["name"] in select]
+                    body = dumps(payload_data)
+                ids = dumps([b.id for b in bindings])
+                ch.conn.send(ch.conn.ser.push_raw(ch.topic, "postgres_changes", f'{{"ids":{ids},"data":{body}}}'))
+
+        await self._deliver_visible(rel, change, list(matched), deliver)
