@@ -145,3 +145,15 @@ def test_query_pairs_split_path_lists() -> None:
 def test_identifier_and_array_quoting() -> None:
     assert ident('we"ird%') == '"we""ird%%"'
     assert pg_array_literal(["a", 'b"c', "NULL", "d,e"]) == '{"a","b\\"c",NULL,"d,e"}'
+
+
+def test_fastpath_placeholder_conversion() -> None:
+    from appkit.local.rest.fastpath import _convert, _params
+
+    stmt = _convert('select "a%%(p1)s", %(p1)s, %(p2)s, %(p1)s, \'100%%\'')
+    assert stmt.sql == b'select "a%(p1)s", $1, $2, $1, \'100%\''
+    assert stmt.keys == ["p1", "p2"]
+    assert _params(stmt, {"p1": "x", "p2": 5}) == [b"x", b"5"]
+    assert _params(stmt, {"p1": None, "p2": "y"}) == [None, b"y"]
+    assert _params(stmt, {"p1": 1.5, "p2": "y"}) is None  # not handled: psycopg takes it
+    assert _params(stmt, {"p1": "a\x00b", "p2": "y"}) is None

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from appkit.errors import AuthError
 from appkit.local.context import StackContext
-from appkit.local.rest import openapi
+from appkit.local.rest import fastpath, openapi
 from appkit.local.rest.builder import (
     Params,
     ReadBuilder,
@@ -418,6 +418,17 @@ class RestApp:
                 if check is None and not rollback:
                     # one implicit transaction: everything up to the pipeline's Sync
                     setup["ro"] = "on" if read_only else "off"
+                    try:
+                        fast = await fastpath.run(conn, [(SETUP_SQL_RO, setup), (sql_text, params)],
+                                                  anon=caller.anon)
+                    except fastpath.StalePrepared:
+                        raise _Retry() from None
+                    except fastpath.BrokenConnection:
+                        if read_only:
+                            raise _Retry() from None
+                        raise ApiError(503, "PGRST000", "Could not connect with the database") from None
+                    if fast is not None:
+                        return (fast[0] if fetch else None), fast[1]
                     async with conn.pipeline():
                         await conn.execute(SETUP_SQL_RO, setup)
                         cur = conn.cursor(binary=True)

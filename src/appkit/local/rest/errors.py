@@ -79,6 +79,11 @@ def from_pg(exc: psycopg.Error, *, anon: bool) -> ApiError:
     if isinstance(exc, psycopg.DataError) and not code:
         # rejected by the driver before reaching Postgres (e.g. a NUL character in a value)
         return ApiError(400, "22021", message)
+    return from_fields(code, message, details, hint, anon=anon)
+
+
+def from_fields(code: str, message: str, details: str | None, hint: str | None, *, anon: bool) -> ApiError:
+    """Map a Postgres error (SQLSTATE and message fields) to PostgREST's status and body."""
     if code == "PGRST" or code == "PT000":
         # RAISE sqlstate 'PGRST' using message = '{"code":..,"message":..}', detail = '{"status":..}'
         try:
