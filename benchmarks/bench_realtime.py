@@ -80,9 +80,13 @@ def insert_worker(db_url: str, n: int, interval: float) -> None:
     commits: dict[int, float] = {}
     with psycopg.connect(db_url, autocommit=True) as db:
         for _ in range(n):
+            # the clock starts when the (autocommit) INSERT is sent: a NOTIFY can reach its
+            # listener before COMMIT's reply reaches us, so "after commit returned" would
+            # make the baseline negative; this is conservative for every row alike
+            started = time.time()
             row = db.execute(f"insert into public.{TABLE} (body) values ('x') returning id").fetchone()
             assert row is not None
-            commits[int(row[0])] = time.time()
+            commits[int(row[0])] = started
             time.sleep(interval)
     print(json.dumps(commits))
 
