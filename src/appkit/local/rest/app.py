@@ -133,7 +133,7 @@ class RestApp:
         self.pool: ConnectionLease | None = None
         self.watcher = SchemaWatcher(ctx.conninfo("authenticator"), self.schemas)
         self._search_paths: dict[str, str] = {}
-        self._read_plans: dict[Any, tuple[_ReadPlan, list[str]]] = {}
+        self._read_plans: dict[Any, tuple[_ReadPlan, list[str], list[str]]] = {}
         self._headers_cache: dict[tuple[tuple[str, str], ...], str] = {}
         self._jwt_cache: OrderedDict[str, tuple[dict[str, Any], float, str]] = OrderedDict()
 
@@ -505,11 +505,20 @@ class RestApp:
         kind, strip = self._accept(req)
         params = params or Params()
         limit, offset = self._limits(req, plan)
-        stream = (kind == "json" and req.method in ("GET", "HEAD") and prefer.count is None
-                  and (limit is None or limit > STREAM_ROWS))
+        streamable = (kind == "json" and req.method in ("GET", "HEAD") and prefer.count is None
+                      and (limit is None or limit > STREAM_ROWS))
+        stream_rs: ReadSQL | None = None
+        if streamable:
+            # probe with LIMIT STREAM_ROWS + 1 through the ordinary path; only a result that
+            # large is re-run through the streaming cursor
+            sparams = Params()
+            sparams.values = dict(params.values)
+            stream_rs = read_sql(cache, source, plan, sparams, kind=kind, strip=strip, count=None, limit=limit,
+                                 offset=offset, max_rows=self.max_rows, stream=True)
+            limit = STREAM_ROWS + 1
         rs = read_sql(cache, source, plan, params, kind=kind, strip=strip, count=prefer.count, limit=limit,
-                      offset=offset, max_rows=self.max_rows, stream=stream)
-        return _ReadPlan(rs, prefer, kind, strip, offset, stream)
+                      offset=offset, max_rows=self.max_rows)
+        return _ReadPlan(rs, prefer, kind, strip, offset, stream_rs)
 
     def _plan_table_read(self, req: Request, cache: SchemaCache, schema: str, source: Source) -> _ReadPlan:
         """Table reads are planned once per request *shape*: simple filter values (``col=eq.v``…)
@@ -535,23 +544,19 @@ class RestApp:
             if not values:
                 return self._plan_read(req, cache, source, None, None, pairs)
             rp = self._plan_read(req, cache, source, None, None, sentinel_pairs)
-            slots: list[str] = []
-            for i in range(len(values)):
-                sentinel = f"\x00pgrst{i}\x00"
-                found = [k for k, v in rp.rs.params.items() if v == sentinel]
-                if len(found) != 1:
-                    return self._plan_read(req, cache, source, None, None, pairs)
-                slots.append(found[0])
+            slots = _find_slots(rp.rs, len(values))
+            stream_slots = _find_slots(rp.stream_rs, len(values)) if rp.stream_rs is not None else []
+            if slots is None or stream_slots is None:
+                return self._plan_read(req, cache, source, None, None, pairs)
             if len(self._read_plans) >= 512:
                 self._read_plans.clear()
-            hit = (rp, slots)
+            hit = (rp, slots, stream_slots)
             self._read_plans[key] = hit
-        rp, slots = hit
-        params = dict(rp.rs.params)
-        for slot, value in zip(slots, values, strict=True):
-            params[slot] = value
-        return _ReadPlan(ReadSQL(rp.rs.sql, rp.rs.count_from, params), rp.prefer, rp.kind, rp.strip, rp.offset,
-                         rp.stream)
+        rp, slots, stream_slots = hit
+        stream_rs = rp.stream_rs
+        if stream_rs is not None:
+            stream_rs = _substitute(stream_rs, stream_slots, values)
+        return _ReadPlan(_substitute(rp.rs, slots, values), rp.prefer, rp.kind, rp.strip, rp.offset, stream_rs)
 
     async def read(self, req: Request, caller: Caller, cache: SchemaCache, schema: str, source: Source,
                    plan: Plan | None = None, params: Params | None = None, *, cacheable: bool = False) -> Response:
@@ -559,9 +564,7 @@ class RestApp:
             rp = self._plan_table_read(req, cache, schema, source)
         else:
             rp = self._plan_read(req, cache, source, plan, params)
-        rs, prefer, kind, strip, offset, stream = rp.rs, rp.prefer, rp.kind, rp.strip, rp.offset, rp.stream
-        if stream:
-            return Response(200, b"", {}, JSON_CT, stream=self._streamer(req, caller, schema, rs, offset))
+        rs, prefer, kind, strip, offset = rp.rs, rp.prefer, rp.kind, rp.strip, rp.offset
         read_only = req.method in ("GET", "HEAD")
 
         def check(row: tuple[Any, ...] | None, _: int) -> None:
@@ -573,6 +576,8 @@ class RestApp:
         if read_only:
             check(row, 0)
         assert row is not None
+        if rp.stream_rs is not None and int(row[1]) > STREAM_ROWS:
+            return Response(200, b"", {}, JSON_CT, stream=self._streamer(req, caller, schema, rp.stream_rs, offset))
         total: int | None = None if row[0] is None else int(row[0])
         page = int(row[1])
         body: bytes = row[2]
@@ -1057,7 +1062,25 @@ class _ReadPlan:
     kind: str
     strip: bool
     offset: int
-    stream: bool
+    stream_rs: ReadSQL | None  # when the result may be large: the streaming statement
+
+
+def _find_slots(rs: ReadSQL, n: int) -> list[str] | None:
+    slots: list[str] = []
+    for i in range(n):
+        sentinel = f"\x00pgrst{i}\x00"
+        found = [k for k, v in rs.params.items() if v == sentinel]
+        if len(found) != 1:
+            return None
+        slots.append(found[0])
+    return slots
+
+
+def _substitute(rs: ReadSQL, slots: list[str], values: list[str]) -> ReadSQL:
+    params = dict(rs.params)
+    for slot, value in zip(slots, values, strict=True):
+        params[slot] = value
+    return ReadSQL(rs.sql, rs.count_from, params)
 
 
 @dataclass
