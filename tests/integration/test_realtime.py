@@ -359,6 +359,17 @@ async def test_expired_token_is_rejected_at_join(stack: StackHandle, rt: list[An
     assert "Token has expired" in str(err)
 
 
+async def test_token_role_must_be_an_api_role(stack: StackHandle, rt: list[Any]) -> None:
+    """A validly signed token naming a role outside anon/authenticated/service_role
+    (e.g. the superuser) is refused, as PostgREST refuses it."""
+    c = await client(stack, user_token(stack, role="postgres"))
+    rt.append(c)
+    states = Recorder()
+    await c.channel(f"rt-role-{uuid.uuid4().hex[:6]}", config()).subscribe(states.state)
+    status, err = states.states[-1]
+    assert status == RealtimeSubscribeStates.CHANNEL_ERROR and "role 'postgres' is not allowed" in str(err)
+
+
 async def test_token_refresh_on_open_socket(stack: StackHandle, rt: list[Any], table: str,
                                             db: psycopg.Connection[tuple[object, ...]]) -> None:
     uid = str(uuid.uuid4())

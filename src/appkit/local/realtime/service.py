@@ -276,6 +276,8 @@ class RealtimeService:
         self._joins: deque[float] = deque()
         self._pool: AsyncConnectionPool | None = None
         self._privileges: dict[tuple[str, int], tuple[bool, float]] = {}
+        #: roles a token may name (those `authenticator` can become); None: not known
+        self._roles: set[str] | None = None
         self.feed: ChangeFeed | None = None
         self.app: ASGIApp = Starlette(routes=[
             WebSocketRoute("/websocket", self.websocket),
@@ -288,6 +290,12 @@ class RealtimeService:
     # -- lifecycle -------------------------------------------------------------------
     async def startup(self) -> None:
         self._pool = await self.ctx.pool("realtime", min_size=1, max_size=6)
+        async with self._pool.connection() as conn:
+            # like PostgREST, a token may only act as a role the authenticator can become
+            cur = await conn.execute(
+                "select rolname::text from pg_roles where exists (select 1 from pg_roles a "
+                "where a.rolname = 'authenticator') and pg_has_role('authenticator', oid, 'MEMBER')")
+            self._roles = {str(r[0]) for r in await cur.fetchall()} or None
         self.feed = ChangeFeed(
             self.ctx.db_url, self.on_changes,
             poll_interval=self.limits.poll_interval_ms / 1000,
@@ -332,6 +340,8 @@ class RealtimeService:
             raise TokenError("JwtSignatureError: Failed to validate JWT signature") from None
         if "role" not in claims or "exp" not in claims:
             raise TokenError("InvalidJWTToken: Fields `role` and `exp` are required in JWT")
+        if self._roles is not None and str(claims["role"]) not in self._roles:
+            raise TokenError(f"Unauthorized: role {str(claims['role'])!r} is not allowed")
         return claims
 
     async def read_policies(self, topic: str, claims: dict[str, Any]) -> tuple[bool, bool]:
