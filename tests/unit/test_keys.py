@@ -117,3 +117,20 @@ def test_bad_signing_keys_file(tmp_path: Path, content: str) -> None:
     p.write_text(content)
     with pytest.raises(ConfigError):
         JWTKeys.load(DEFAULT_JWT_SECRET, p)
+
+
+def test_cached_verification_still_checks_expiry_and_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = JWTKeys.load(DEFAULT_JWT_SECRET)
+    now = time.time()
+    tok = jwt.encode({"sub": "u", "exp": int(now) + 5}, DEFAULT_JWT_SECRET, algorithm="HS256")
+    first = keys.verify(tok)
+    first["sub"] = "mutated"
+    assert keys.verify(tok)["sub"] == "u", "callers get a copy, the cache is not shared state"
+    monkeypatch.setattr(time, "time", lambda: now + 10)
+    with pytest.raises(AuthError) as info:
+        keys.verify(tok)
+    assert info.value.code == "jwt_expired"
+    # a tampered variant of a cached token is still rejected (the cache key is the whole token)
+    head, _, sig = tok.split(".")
+    with pytest.raises(AuthError):
+        keys.verify(head + "." + b64({"sub": "admin", "exp": int(now) + 500}) + "." + sig)
