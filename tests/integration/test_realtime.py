@@ -462,6 +462,20 @@ async def test_private_channels_follow_rls(stack: StackHandle, rt: list[Any],
         assert got_a.items[2]["event"] == "after"
         assert len(got_pub) == 0
 
+        # replay (private channels): the stored realtime.send messages, oldest first
+        replayed = Recorder()
+        ca2 = await client(stack, user_token(stack, user_a))
+        rt.append(ca2)
+        cfg = config(private=True)
+        cfg["config"]["broadcast"]["replay"] = {"since": 0, "limit": 5}
+        ch_replay = ca2.channel(own, cfg)
+        ch_replay.on_broadcast("*", replayed)
+        await ch_replay.subscribe(replayed.state)
+        assert replayed.states[-1][0] == RealtimeSubscribeStates.SUBSCRIBED
+        await wait_for(lambda: len(replayed) == 2, what="replayed messages")
+        assert [m["event"] for m in replayed.items] == ["from-db", "after"]
+        assert all(m["meta"]["replayed"] is True for m in replayed.items)
+
         # HTTP broadcast to a private topic: authorized by the caller's INSERT policy
         url = stack.api_url + "/realtime/v1/api/broadcast"
         async with httpx.AsyncClient() as http:
@@ -577,3 +591,15 @@ async def test_select_columns(stack: StackHandle, rt: list[Any], table: str,
     await wait_for(lambda: len(got) == 1, what="projected change")
     data = got.items[0]["data"]
     assert set(data["record"]) == {"id", "n"} and [c["name"] for c in data["columns"]] == ["id", "n"]
+
+
+async def test_replay_is_refused_on_public_channels(stack: StackHandle, rt: list[Any]) -> None:
+    c = await client(stack)
+    rt.append(c)
+    states = Recorder()
+    cfg = config()
+    cfg["config"]["broadcast"]["replay"] = {"since": 0}
+    await c.channel(f"rt-replay-{uuid.uuid4().hex[:6]}", cfg).subscribe(states.state)
+    status, err = states.states[-1]
+    assert status == RealtimeSubscribeStates.CHANNEL_ERROR
+    assert "Replay is not allowed for public channels" in str(err)

@@ -296,6 +296,9 @@ class RealtimeService:
                 "select rolname::text from pg_roles where exists (select 1 from pg_roles a "
                 "where a.rolname = 'authenticator') and pg_has_role('authenticator', oid, 'MEMBER')")
             self._roles = {str(r[0]) for r in await cur.fetchall()} or None
+            # Supabase keeps realtime.messages for 72 hours (daily partitions); so do we
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("delete from realtime.messages where inserted_at < now() - interval '72 hours'")
         self.feed = ChangeFeed(
             self.ctx.db_url, self.on_changes,
             poll_interval=self.limits.poll_interval_ms / 1000,
@@ -496,6 +499,13 @@ class RealtimeService:
                 reason = f"Unauthorized: You do not have permissions to read from this Channel topic: {sub_topic}"
                 conn.reply(frame, "error", {"reason": reason})
                 return
+        replayed: list[dict[str, Any]] = []
+        if "replay" in broadcast and broadcast["replay"] is not None:
+            replay = await self._replay(ch, broadcast["replay"])
+            if isinstance(replay, str):
+                conn.reply(frame, "error", {"reason": replay})
+                return
+            replayed = replay
         binding_error: str | None = None
         raw_bindings = config.get("postgres_changes")
         response_bindings: list[dict[str, Any]] = []
@@ -518,6 +528,8 @@ class RealtimeService:
         self.topics.setdefault(ch.key, set()).add(ch)
         self._arm_expiry(ch)
         conn.reply(frame, "ok", {"postgres_changes": response_bindings})
+        for message in replayed:
+            conn.push(ch, "broadcast", message)
         if response_bindings:
             if binding_error is None:
                 self.pg_channels.add(ch)
@@ -530,6 +542,31 @@ class RealtimeService:
                             f"Unable to subscribe to changes with given parameters: {binding_error}")
         if ch.presence_enabled and (not ch.private or ch.can_read_presence):
             conn.push(ch, "presence_state", self._presence_state(ch.key))
+
+    async def _replay(self, ch: Channel, params: Any) -> list[dict[str, Any]] | str:
+        """Broadcast replay (private channels): the last ``limit`` (at most 25) messages
+        stored in realtime.messages for the topic since ``since`` (ms since the epoch),
+        oldest first, marked ``meta.replayed``. A string is the join error."""
+        if not ch.private:
+            return "UnableToReplayMessages: Replay is not allowed for public channels"
+        since, limit = (params.get("since", 0), params.get("limit", 10)) if isinstance(params, dict) else (None, None)
+        if not isinstance(since, int) or not isinstance(limit, int) or isinstance(since, bool) or since < 0:
+            return "UnableToReplayMessages: Replay params are not valid"
+        if not ch.can_read_broadcast:
+            return f"Unauthorized: You do not have permissions to read from this Channel topic: {ch.sub_topic}"
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "select id::text, event, payload from realtime.messages where topic = %s and private "
+                    "and extension = 'broadcast' and inserted_at >= (to_timestamp(%s / 1000.0) at time zone 'UTC') "
+                    "order by inserted_at desc limit %s",
+                    (ch.sub_topic, since, max(1, min(limit, 25))))
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            log.info("realtime: replay for %r failed: %s", ch.sub_topic, exc)
+            return "UnableToReplayMessages: Realtime was unable to replay messages"
+        return [{"type": "broadcast", "event": event, "payload": payload if payload is not None else {},
+                 "meta": {"replayed": True, "id": mid}} for mid, event, payload in reversed(rows)]
 
     def _binding(self, bid: int, params: dict[str, Any]) -> Binding:
         event = str(params.get("event", "*")).upper()
