@@ -853,10 +853,12 @@ class RestApp:
                 raise _singular_error(n)
 
         rollback = prefer.tx == "rollback"
+        # only these need to see the result before COMMIT; other writes take the one-round-trip path
+        needs_check = max_affected is not None or kind == "object"
         if ret == "minimal" and not (location and ret == "headers-only"):
             _, n = await self.execute(
                 req, caller, schema, dml, params.values, read_only=False, rollback=rollback, fetch=False,
-                check=lambda _row, n: check_count(n),
+                check=(lambda _row, n: check_count(n)) if needs_check else None,
             )
             headers["Content-Range"] = f"*/{n}" if prefer.count else "*/*"
             return Response(201 if status == 201 else 204, b"", headers, None)
@@ -874,7 +876,7 @@ class RestApp:
                     f"(SELECT {selects} FROM pgrst_source AS t0 {' '.join(built.joins)}) AS pgrst_t")
         row, _ = await self.execute(
             req, caller, schema, sql_text, params.values, read_only=False, rollback=rollback,
-            check=lambda row, _n: check_count(int(row[1]) if row else 0),
+            check=(lambda row, _n: check_count(int(row[1]) if row else 0)) if needs_check else None,
         )
         assert row is not None
         n = int(row[1])
