@@ -108,6 +108,7 @@ def build_app(ctx: StackContext, *, only: str | None = None) -> ASGIApp:
             for svc in reversed(started):
                 try:
                     await svc.shutdown()
+                    log.info("%s stopped", svc.name)
                 except Exception:
                     log.exception("%s did not shut down cleanly", svc.name)
             await ctx.aclose()

@@ -321,7 +321,8 @@ class LocalStack:
                     app = build_app(self.context(db_url))
                     config = uvicorn.Config(
                         app, host=self.host, port=self.api_port, log_level=log_level, lifespan="on",
-                        ws="websockets-sansio", timeout_graceful_shutdown=5, access_log=log_level == "info",
+                        ws="websockets-sansio", ws_per_message_deflate=False,  # Supabase does not compress
+                        timeout_graceful_shutdown=5, access_log=log_level == "info",
                     )
                     server = uvicorn.Server(config)
 
