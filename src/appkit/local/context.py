@@ -64,6 +64,9 @@ class StackContext:
             pool = AsyncConnectionPool(
                 self.conninfo(user), min_size=min_size, max_size=max_size, open=False,
                 kwargs={"autocommit": True, **kwargs}, name=f"appkit-{name}",
+                # a connection the server ended (db reset, restart, admin kill) is replaced
+                # before a request sees it, instead of failing that request
+                check=AsyncConnectionPool.check_connection,
             )
             await pool.open(wait=True, timeout=30)
             self._pools[name] = pool
