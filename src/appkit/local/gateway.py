@@ -7,11 +7,13 @@ simply not mounted, so the gateway grows as services land.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -36,20 +38,22 @@ EXPOSED_HEADERS = ["Content-Range", "Content-Location", "Location", "Range-Unit"
                    "Upload-Length", "Tus-Resumable", "ETag", "Content-Disposition"]
 
 
-def _enabled(ctx: StackContext, name: str) -> bool:
-    section = getattr(ctx.config, name, None)
-    return bool(getattr(section, "enabled", True))
-
-
-def load_services(ctx: StackContext, only: str | None = None) -> list[Service]:
-    services: list[Service] = []
+def import_services(config: Any, only: str | None = None) -> list[Any]:
+    """Import the enabled service packages (no instances); returns their modules."""
+    modules = []
     for name in SERVICE_PREFIXES:
         if only is not None and name != only:
             continue
         module_name = f"appkit.local.{name}"
-        if importlib.util.find_spec(module_name) is None or not _enabled(ctx, name):
+        if importlib.util.find_spec(module_name) is None or not getattr(getattr(config, name, None), "enabled", True):
             continue
-        module = importlib.import_module(module_name)
+        modules.append(importlib.import_module(module_name))
+    return modules
+
+
+def load_services(ctx: StackContext, only: str | None = None) -> list[Service]:
+    services: list[Service] = []
+    for module in import_services(ctx.config, only):
         factory = getattr(module, "create_service", None)
         if factory is None:
             continue
@@ -99,9 +103,14 @@ def build_app(ctx: StackContext, *, only: str | None = None) -> ASGIApp:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         started: list[Service] = []
         try:
+            # services start concurrently (pools, schema cache, change feed): start-up time is
+            # the slowest service's, not the sum
+            results = await asyncio.gather(*(svc.startup() for svc in services), return_exceptions=True)
+            started = [svc for svc, r in zip(services, results, strict=True) if not isinstance(r, BaseException)]
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
             for svc in services:
-                await svc.startup()
-                started.append(svc)
                 log.info("%s ready at %s%s", svc.name, ctx.api_url, "" if only else SERVICE_PREFIXES[svc.name])
             yield
         finally:

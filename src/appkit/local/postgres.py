@@ -20,6 +20,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,7 +256,9 @@ class EmbeddedPostgres:
             log.warning("removing stale %s", pidfile)
             pidfile.unlink(missing_ok=True)
 
-    def start(self, extra: dict[str, str] | None = None) -> None:
+    def start(self, extra: dict[str, str] | None = None, *, wait: bool = True) -> None:
+        """Start the server; with ``wait=False`` return at once and call :meth:`wait_ready`
+        later (the caller does other start-up work while Postgres boots)."""
         self.recover_stale()
         settings = {
             "listen_addresses": "127.0.0.1",
@@ -278,8 +281,38 @@ class EmbeddedPostgres:
         opts = " ".join(f"-c {k}='{v}'" for k, v in settings.items())
         self._run([
             str(self.install / "bin" / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),
-            "-o", opts, "-w", "-t", "30", "start",
+            "-o", opts, "-W", "start",
         ])
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Poll ``postmaster.pid`` until the server says ``ready`` (every 10 ms; pg_ctl's own
+        wait polls every 100 ms)."""
+        deadline = time.monotonic() + timeout
+        seen_pid = False
+        while time.monotonic() < deadline:
+            try:
+                lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            except OSError:
+                lines = []
+            if lines:
+                seen_pid = True
+                if len(lines) >= 8 and lines[7].strip() == "ready":
+                    return
+                if self._live_postmaster() is None and len(lines) >= 8:
+                    break
+            elif seen_pid:
+                break  # the pid file went away: the server exited
+            time.sleep(0.01)
+        raise StackError(f"postgres did not start: {self._last_log_line() or 'timed out'} (see {self.logfile})")
+
+    def _last_log_line(self) -> str | None:
+        try:
+            lines = [ln for ln in self.logfile.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return None
+        return lines[-1] if lines else None
 
     def stop(self, mode: str = "fast") -> None:
         if self._postmaster_pid() is None:

@@ -236,18 +236,25 @@ class LocalStack:
         if self.external_db_url is None and port_in_use(self.db_port):
             raise StackError(f"port {self.db_port} is already in use (set [db] port in supabase/config.toml)")
 
-    def start_database(self) -> tuple[str, bool]:
-        """Start (or reach) the database; returns its URL and whether it was just created."""
+    def start_database(self, *, while_booting: Callable[[], Any] | None = None) -> tuple[str, bool]:
+        """Start (or reach) the database; returns its URL and whether it was just created.
+
+        ``while_booting`` runs while the embedded server starts (imports, say)."""
         if self.external_db_url is not None:
             try:
                 with psycopg.connect(self.external_db_url, connect_timeout=10):
                     pass
             except psycopg.Error as exc:
                 raise StackError(f"cannot connect to SUPABASE_DB_URL: {str(exc).strip().splitlines()[0]}") from None
+            if while_booting is not None:
+                while_booting()
             return self.external_db_url, False
         self.postgres = EmbeddedPostgres(self.paths.pgdata, self.db_port, extension_dir=EXTENSIONS_DIR)
         fresh = self.postgres.init()
-        self.postgres.start()
+        self.postgres.start(wait=False)
+        if while_booting is not None:
+            while_booting()
+        self.postgres.wait_ready()
         return self.postgres.url, fresh
 
     def stop_database(self) -> None:
@@ -306,16 +313,24 @@ class LocalStack:
 
     def serve(self, *, on_ready: Callable[[StackInfo], Any] | None = None, log_level: str = "warning") -> None:
         """Run in the foreground until SIGINT/SIGTERM; always stops Postgres on the way out."""
-        import uvicorn
 
-        from appkit.local.gateway import build_app
+        def import_server() -> None:  # overlaps Postgres' boot
+            import uvicorn  # noqa: F401
+
+            from appkit.local.gateway import import_services
+
+            import_services(self.config)
 
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             with _hold_lock(self.paths):
                 self._check_ports()
                 try:
-                    db_url, _ = self.start_database()
+                    db_url, _ = self.start_database(while_booting=import_server)
+                    import uvicorn
+
+                    from appkit.local.gateway import build_app
+
                     self.prepare_database(db_url)
                     info = self.info(db_url)
                     app = build_app(self.context(db_url))
