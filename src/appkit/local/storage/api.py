@@ -693,7 +693,8 @@ class StorageAPI:
         await self.gc([r["version"] for r in rows])
         return json_response(rows)
 
-    async def move(self, request: Request) -> Response:
+    async def _transfer(self, request: Request) -> tuple[Caller, dict[str, Any], str, str, str, str]:
+        """The shared part of move and copy: caller, body, source bucket/key, target bucket/key."""
         caller = self.caller(request)
         body = await read_json(request)
         bucket_id, source, dest = (_str_field(body, n) for n in ("bucketId", "sourceKey", "destinationKey"))
@@ -703,6 +704,10 @@ class StorageAPI:
         check_key(dest)
         if await self.bucket_admin(dest_bucket) is None:
             raise E.no_such_bucket()
+        return caller, body, bucket_id, source, dest_bucket, dest
+
+    async def move(self, request: Request) -> Response:
+        caller, _, bucket_id, source, dest_bucket, dest = await self._transfer(request)
         async with self.database.as_caller(caller, "POST") as conn:
             cur = await conn.execute(
                 "update storage.objects set bucket_id = %s, name = %s, owner = %s, owner_id = %s,"
@@ -713,16 +718,8 @@ class StorageAPI:
         return json_response({"message": "Successfully moved"})
 
     async def copy(self, request: Request) -> Response:
-        caller = self.caller(request)
-        body = await read_json(request)
-        bucket_id, source, dest = (_str_field(body, n) for n in ("bucketId", "sourceKey", "destinationKey"))
-        assert bucket_id is not None and source is not None and dest is not None
-        dest_bucket = _str_field(body, "destinationBucket", required=False) or bucket_id
-        check_key(source)
-        check_key(dest)
+        caller, body, bucket_id, source, dest_bucket, dest = await self._transfer(request)
         upsert = request.headers.get("x-upsert", "false").lower() == "true"
-        if await self.bucket_admin(dest_bucket) is None:
-            raise E.no_such_bucket()
         src = await self.find_object(caller, bucket_id, source)
         user_metadata = src.get("user_metadata")
         if body.get("copyMetadata") is False:
