@@ -70,6 +70,9 @@ def _ensure_traversable(path: Path) -> None:
 
 
 def _ensure_binaries_usable(install: Path) -> None:
+    # the unprivileged Postgres user must reach the binaries: a virtualenv in a 0700
+    # directory (mktemp -d, a home directory) needs "others" traverse on its parents
+    _ensure_traversable(install)
     exe = install / "bin" / "postgres"
     if exe.stat().st_mode & stat.S_IXOTH:
         return
@@ -81,7 +84,6 @@ def _ensure_binaries_usable(install: Path) -> None:
             p = Path(root, f)
             extra = 0o055 if (p.stat().st_mode & stat.S_IXUSR) else 0o044
             p.chmod(p.stat().st_mode | extra)
-    _ensure_traversable(install)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
