@@ -51,6 +51,10 @@ class Output(StrEnum):
     dotenv = "dotenv"
 
 
+LABELS = {"API_URL": "API URL", "DB_URL": "DB URL", "ANON_KEY": "Anon Key",
+          "SERVICE_ROLE_KEY": "Service Role Key", "JWT_SECRET": "JWT Secret"}
+
+
 def print_info(info: StackInfo, output: Output = Output.pretty) -> None:
     env = info.as_env()
     if output is Output.dotenv:
@@ -66,8 +70,7 @@ def print_info(info: StackInfo, output: Output = Output.pretty) -> None:
         table.add_column(style="bold cyan")
         table.add_column(overflow="fold")
         for key, value in env.items():
-            table.add_row(key.replace("_", " ").title().replace("Url", "URL").replace("Api", "API")
-                          .replace("Db", "DB").replace("Jwt", "JWT"), value)
+            table.add_row(LABELS[key], value)
         console.print(table)
 
 

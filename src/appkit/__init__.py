@@ -15,10 +15,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from appkit import errors
+from appkit._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from appkit._query import Page
@@ -39,16 +39,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'appkit' has no attribute {name!r}")
-    for m in dict.fromkeys(_LAZY.values()):  # the SDK's own import order (auth before client)
-        importlib.import_module(m)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+# the SDK's own import order (auth before client) avoids an import cycle
+__getattr__ = lazy_getattr("appkit", _LAZY, globals(), preload=dict.fromkeys(_LAZY.values()))
 
 __all__ = [
     "AppKit",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from supabase_auth.types import Session, User
 
+from appkit._lazy import lazy_getattr
 from appkit.auth.jwt import Principal, verify_token
 
 if TYPE_CHECKING:
@@ -18,13 +18,7 @@ if TYPE_CHECKING:
 _LAZY = {"AsyncAuth": "appkit._async.auth", "OAuthStart": "appkit._async.auth", "Auth": "appkit._sync.auth"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'appkit.auth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("appkit.auth", _LAZY, globals())
 
 
 __all__ = ["AsyncAuth", "Auth", "OAuthStart", "Principal", "Session", "User", "verify_token"]

@@ -12,6 +12,7 @@ is rolled back and the run stops with the file, line and Postgres error.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ import psycopg
 
 from appkit.db.split import Statement, split_statements
 from appkit.errors import ConfigError, DatabaseError, MigrationDriftError, MigrationError
+
+log = logging.getLogger("appkit.db")
 
 MIGRATION_RE = re.compile(r"^(\d+)_(.*)\.sql$")
 #: pg_advisory_lock key shared by every appkit migration runner ("appkit:migrations").
@@ -199,14 +202,20 @@ class MigrationRunner:
         )
 
     def apply(self, migrations: Sequence[Migration], *, allow_drift: bool = False) -> list[Migration]:
-        """Apply the pending ``migrations`` in order; return the ones applied by this call."""
+        """Apply the pending ``migrations`` in order; return the ones applied by this call.
+
+        Drift (an applied file changed on disk) raises, or with ``allow_drift`` is logged
+        as a warning and the pending files are applied anyway.
+        """
         done: list[Migration] = []
         with self._locked() as conn:
             conn.execute(_HISTORY_DDL)
             history = self._history(conn)
             drifted = [m for m in migrations if m.version in history and self._drifted(m, history[m.version])]
-            if drifted and not allow_drift:
-                names = ", ".join(m.path.name for m in drifted)
+            names = ", ".join(m.path.name for m in drifted)
+            if drifted and allow_drift:
+                log.warning("applied migrations changed on disk (run `appkit db status`): %s", names)
+            elif drifted:
                 raise MigrationDriftError(
                     f"applied migration(s) changed on disk: {names}; restore them, or add a new migration "
                     "for the change",
@@ -239,8 +248,11 @@ class MigrationRunner:
                 hint=exc.diag.message_hint,
             ) from None
 
-    def seed(self, paths: Sequence[Path]) -> list[Path]:
-        """Run seed files, all in one transaction; record their hashes. Returns the files run."""
+    def seed(self, paths: Sequence[Path], *, only_if_unseeded: bool = False) -> list[Path]:
+        """Run seed files, all in one transaction; record their hashes. Returns the files run.
+
+        With ``only_if_unseeded`` nothing runs once any seed was recorded (first start).
+        """
         files: list[tuple[Path, str, list[Statement]]] = []
         for p in paths:
             try:
@@ -252,6 +264,9 @@ class MigrationRunner:
             return []
         with self._locked() as conn:
             conn.execute(_HISTORY_DDL)
+            if only_if_unseeded and conn.execute("select exists (select 1 from supabase_migrations.seed_files)") \
+                    .fetchone() == (True,):
+                return []
             current_path: Path = files[0][0]
             current_stmt: Statement | None = None
             try:

@@ -37,6 +37,14 @@ def is_hosted_supabase(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     return bool(row and row[0])
 
 
+def _recorded_digest(conn: psycopg.Connection[tuple[object, ...]]) -> str | None:
+    """The digest of the base schema last installed, None on a database without one."""
+    if conn.execute("select to_regclass('_appkit.meta')").fetchone() == (None,):
+        return None
+    row = conn.execute("select value from _appkit.meta where key = 'base_schema'").fetchone()
+    return str(row[0]) if row else None
+
+
 def apply_base_schema(conninfo: str, *, force: bool = False) -> bool:
     """Install or update the emulated base schema in one transaction; True when it ran.
 
@@ -48,14 +56,8 @@ def apply_base_schema(conninfo: str, *, force: bool = False) -> bool:
         with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
             if is_hosted_supabase(conn):
                 return False
-            if not force:
-                row = conn.execute(
-                    "select value from _appkit.meta where key = 'base_schema'"
-                    if conn.execute("select to_regclass('_appkit.meta')").fetchone() != (None,)
-                    else "select null"
-                ).fetchone()
-                if row and row[0] == digest:
-                    return False
+            if not force and _recorded_digest(conn) == digest:
+                return False
             name = ""
             try:
                 with conn.transaction():

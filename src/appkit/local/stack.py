@@ -269,17 +269,10 @@ class LocalStack:
             log.info("base schema applied in %.0f ms", (time.perf_counter() - t0) * 1000)
         runner = MigrationRunner(db_url)
         migrations = discover_migrations(self.paths.migrations_dir) if self.config.db.migrations.enabled else []
-        plan = runner.plan(migrations)
-        if plan.drifted:
-            log.warning(
-                "applied migrations changed on disk (run `appkit db status`): %s",
-                ", ".join(m.path.name for m in plan.drifted),
-            )
         for mig in runner.apply(migrations, allow_drift=True):
             log.info("applied migration %s", mig.path.name)
-        if self.config.db.seed.enabled and not self._seeded(db_url):
-            seeds = self.seed_files()
-            for path in runner.seed(seeds):
+        if self.config.db.seed.enabled:
+            for path in runner.seed(self.seed_files(), only_if_unseeded=True):
                 log.info("seeded %s", path.name)
 
     def seed_files(self) -> list[Path]:
@@ -288,15 +281,6 @@ class LocalStack:
             base = self.paths.supabase_dir
             out += sorted(p for p in base.glob(pattern.removeprefix("./")) if p.is_file())
         return out
-
-    @staticmethod
-    def _seeded(db_url: str) -> bool:
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            row = conn.execute(
-                "select to_regclass('supabase_migrations.seed_files') is not null "
-                "and exists (select 1 from supabase_migrations.seed_files)"
-            ).fetchone()
-            return bool(row and row[0])
 
     def context(self, db_url: str) -> StackContext:
         return StackContext(
