@@ -286,6 +286,7 @@ class LocalStack:
         return StackContext(
             project_dir=self.paths.workdir, config=self.config, keys=self.keys, db_url=db_url,
             data_dir=self.paths.data_dir, api_url=self.api_url, embedded=self.external_db_url is None,
+            socket_dir=self.postgres.socket_dir if self.postgres is not None else None,
         )
 
     def info(self, db_url: str) -> StackInfo:

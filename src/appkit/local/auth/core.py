@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import psycopg
+from psycopg import AsyncRawCursor
 from psycopg.rows import dict_row
 
 from appkit.local.auth.errors import ApiError, bad_request, forbidden, not_found, unprocessable
@@ -424,7 +425,7 @@ def sign(keys: JWTKeys, claims: dict[str, Any]) -> str:
         return keys.sign(claims)
     payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).rstrip(b"=")
     signing_input = _HS256_HEADER + b"." + payload
-    sig = base64.urlsafe_b64encode(hmac.new(keys.secret.encode(), signing_input, hashlib.sha256).digest()).rstrip(b"=")
+    sig = base64.urlsafe_b64encode(hmac.digest(keys.secret.encode(), signing_input, "sha256")).rstrip(b"=")
     return (signing_input + b"." + sig).decode("ascii")
 
 
@@ -496,16 +497,19 @@ class Tokens:
         user rendered by Postgres. None when anything else applies (revoked, unknown, banned,
         expired): :meth:`refresh` then decides."""
         new = new_refresh_token()
-        cur = await conn.execute(
+        # a raw cursor ($n placeholders): the statement is longer than psycopg caches parsed
+        # queries for, and this is the hottest write path of the service
+        cur = AsyncRawCursor(conn)
+        await cur.execute(
             "with t as (select rt.id, rt.token, rt.session_id, s.user_id from auth.refresh_tokens rt"
             " join auth.sessions s on s.id = rt.session_id join auth.users u on u.id = s.user_id"
-            " where rt.token = %(token)s and rt.revoked = false and u.deleted_at is null"
+            " where rt.token = $1 and rt.revoked = false and u.deleted_at is null"
             " and (u.banned_until is null or u.banned_until <= now())"
             " and (s.not_after is null or s.not_after > now()) for update of rt, s),"
             " r as (update auth.refresh_tokens set revoked = true, updated_at = now()"
             " where id = (select id from t)),"
             " n as (insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at,"
-            " parent, session_id) select %(inst)s, %(new)s, t.user_id::text, false, now(), now(), t.token,"
+            " parent, session_id) select $2, $3, t.user_id::text, false, now(), now(), t.token,"
             " t.session_id from t),"
             " ss as (update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()"
             " where id = (select session_id from t) returning id, aal)"
@@ -519,7 +523,7 @@ class Tokens:
             " from auth.mfa_amr_claims c where c.session_id = ss.id), '[]'),"
             " 'session_id', ss.id, 'is_anonymous', u.is_anonymous)::text,"
             f" ({USER_JSON_SQL})::text from ss join auth.users u on u.id = (select user_id from t)",
-            {"token": token, "inst": INSTANCE_ID, "new": new},
+            (token, INSTANCE_ID, new),
         )
         row = await cur.fetchone()
         if row is None:

@@ -149,7 +149,7 @@ class AuthService:
         self.app = Starlette(routes=[Route(p, self._wrap(p, h), methods=m) for p, h, m in r])
 
     async def startup(self) -> None:
-        self._pool = await self.ctx.pool("auth", user="supabase_auth_admin", max_size=10,
+        self._pool = await self.ctx.pool("auth", user="supabase_auth_admin", max_size=6,
                                          options="-c TimeZone=UTC")
 
     async def shutdown(self) -> None:

@@ -300,7 +300,7 @@ class RealtimeService:
             with contextlib.suppress(psycopg.Error):
                 await conn.execute("delete from realtime.messages where inserted_at < now() - interval '72 hours'")
         self.feed = ChangeFeed(
-            self.ctx.db_url, self.on_changes,
+            self.ctx.conninfo(), self.on_changes,
             poll_interval=self.limits.poll_interval_ms / 1000,
             idle_interval=self.limits.idle_poll_interval_ms / 1000,
             active=lambda: bool(self.pg_channels),
