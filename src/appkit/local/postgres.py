@@ -272,12 +272,6 @@ class EmbeddedPostgres:
             "shared_buffers": "32MB",
             "max_connections": "100",
             "io_method": "sync",
-            # a development server: a commit returns before its WAL reaches the disk (flushed
-            # within ~0.6 s by the WAL writer). A crash of Postgres or of the machine can lose
-            # that last fraction of a second of commits but never corrupts the database; in
-            # exchange every write request costs ~0.15 ms less CPU and ~0.4 ms less latency.
-            # An external database (SUPABASE_DB_URL) keeps its own setting.
-            "synchronous_commit": "off",
             "logging_collector": "off",
             "log_min_messages": "warning",
             "timezone": "UTC",

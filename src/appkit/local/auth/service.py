@@ -149,8 +149,14 @@ class AuthService:
         self.app = Starlette(routes=[Route(p, self._wrap(p, h), methods=m) for p, h, m in r])
 
     async def startup(self) -> None:
+        # synchronous_commit=off: a commit returns before its WAL is on disk (the WAL writer
+        # flushes it within 200 ms). A crash of the machine or of Postgres in that window can
+        # lose the latest sessions/token rotations (their users sign in again) but never
+        # corrupts; in exchange every auth write costs ~0.15 ms less CPU and ~0.4 ms less time.
+        # Only the auth service's own connections: data written through REST keeps the
+        # server's setting.
         self._pool = await self.ctx.pool("auth", user="supabase_auth_admin", max_size=6,
-                                         options="-c TimeZone=UTC")
+                                         options="-c TimeZone=UTC -c synchronous_commit=off")
 
     async def shutdown(self) -> None:
         self._pool = None
