@@ -146,6 +146,15 @@ def test_pgoutput_decoder() -> None:
     assert changes[1].new == {"id": "1", "body": None}
     assert changes[2].old == {"id": "1", "body": None} and changes[2].new is None
     assert changes[0].commit_ts.year == 2000 and changes[0].commit_ts.second == 1
+    # pgoutput repeats the relation message in every decoding call: unchanged, it keeps the
+    # described relation (nothing to look up again); a changed column list replaces it
+    r.rls = True
+    assert d.feed(rel) == (None, [])
+    assert d.relations[16384] is r
+    altered = rel.replace(_s("body"), _s("text"))
+    r2, _ = d.feed(altered)
+    assert r2 is not None and r2 is not r and [c.name for c in r2.columns] == ["id", "text"]
+    assert d.relations[16384] is r2
 
 
 def test_binary_user_broadcast_push() -> None:

@@ -129,7 +129,7 @@ class PgOutputDecoder:
         self._commit_ts = PG_EPOCH
 
     def feed(self, data: bytes) -> tuple[Relation | None, list[Change]]:
-        """Returns (a relation message's relation, changes completed by a commit)."""
+        """Returns (a new or changed relation, to be described; changes completed by a commit)."""
         r = _Reader(data)
         tag = r.byte()
         if tag == "B":
@@ -157,6 +157,12 @@ class PgOutputDecoder:
                 type_oid = r.uint32()
                 r.int32()
                 cols.append(Column(name, type_oid))
+            known = self.relations.get(oid)
+            if (known is not None and (known.schema, known.table, known.replident) == (schema, table, replident)
+                    and [(c.name, c.type_oid) for c in known.columns] == [(c.name, c.type_oid) for c in cols]):
+                # pgoutput repeats a relation's message in every decoding call: an unchanged
+                # relation keeps its description (refreshed by age, not per message)
+                return None, []
             rel = Relation(oid, schema, table, replident, cols)
             self.relations[oid] = rel
             return rel, []

@@ -17,7 +17,6 @@ from typing import Any
 
 import jwt
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -920,20 +919,21 @@ class RealtimeService:
             groups.setdefault(ch.claims_key, []).append(ch)
         keys = list(groups)
         args = (rel.oid, [c for c, _ in rel.pk], [t for _, t in rel.pk], [row.get(c) for c, _ in rel.pk])
-        query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb[])"
+        query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb)"
 
         async def check(chunk: list[str]) -> None:
             flags: list[bool] = []
             async with self.pool.connection() as conn:
                 try:
-                    cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims) for k in chunk]))
+                    # the claim sets as one JSON array, from each channel's serialized claims
+                    cur = await conn.execute(query, (*args, "[" + ",".join(chunk) + "]"))
                     result = await cur.fetchone()
                     flags = [bool(f) for f in result[0]] if result and result[0] is not None else []
                 except psycopg.Error:
                     # a policy raised for some claim set: ask for each one alone, errors deny
                     for k in chunk:
                         try:
-                            cur = await conn.execute(query, (*args, [Jsonb(groups[k][0].claims)]))
+                            cur = await conn.execute(query, (*args, f"[{k}]"))
                             result = await cur.fetchone()
                             flags.append(bool(result and result[0] and result[0][0]))
                         except psycopg.Error:
