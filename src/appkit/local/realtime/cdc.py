@@ -1,10 +1,13 @@
 """Change data capture: committed row changes from Postgres' logical decoding.
 
 A temporary logical replication slot (``pgoutput``, publications ``supabase_realtime``
-and ``appkit_realtime_messages``) is created on a dedicated connection at startup and
-polled with ``pg_logical_slot_get_binary_changes``; Postgres drops a temporary slot when
-its session ends, so no slot outlives the service (not even after a crash). Decoding
-yields only committed transactions, in commit order, each with its commit timestamp.
+and ``appkit_realtime_messages``) is created on a replication connection at startup and
+streamed with ``START_REPLICATION`` (the streaming replication protocol, spoken through
+libpq's COPY BOTH calls: psycopg has no replication API). The WAL sender pushes each
+transaction as soon as its commit is flushed -- no polling, nothing to do while nothing
+commits. Postgres drops a temporary slot when its session ends, so no slot outlives the
+service (not even after a crash). Decoding yields only committed transactions, in
+commit order, each with its commit timestamp.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ log = logging.getLogger("appkit.local.realtime")
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 PUBLICATIONS = ("supabase_realtime", "appkit_realtime_messages")
-WAKE_CHANNEL = "appkit_realtime_wake"
+#: seconds between standby status updates (the server's wal_sender_timeout is 60 s)
+FEEDBACK_INTERVAL = 10.0
 
 
 @dataclass
@@ -127,6 +131,10 @@ class PgOutputDecoder:
         self.relations: dict[int, Relation] = {}
         self._pending: list[tuple[str, int, dict[str, str | None] | None, dict[str, str | None] | None]] = []
         self._commit_ts = PG_EPOCH
+        #: between a BEGIN and its COMMIT
+        self.in_transaction = False
+        #: end LSN of the last commit decoded (what the consumer may confirm)
+        self.commit_end_lsn = 0
 
     def feed(self, data: bytes) -> tuple[Relation | None, list[Change]]:
         """Returns (a new or changed relation, to be described; changes completed by a commit)."""
@@ -136,7 +144,12 @@ class PgOutputDecoder:
             r.int64()
             self._commit_ts = PG_EPOCH + timedelta(microseconds=r.int64())
             self._pending = []
+            self.in_transaction = True
         elif tag == "C":
+            r.int8()  # flags
+            r.int64()  # commit LSN
+            self.commit_end_lsn = r.int64()
+            self.in_transaction = False
             changes: list[Change] = []
             for kind, relid, new, old in self._pending:
                 rel = self.relations.get(relid)
@@ -193,84 +206,166 @@ ChangeHandler = Callable[[list[Change]], Awaitable[None]]
 
 
 class ChangeFeed:
-    """Owns the replication slot; polls it and hands committed changes to ``handler``."""
+    """Owns the replication slot and its stream; hands committed changes to ``handler``.
 
-    def __init__(self, conninfo: str, handler: ChangeHandler, *, poll_interval: float,
-                 idle_interval: float, active: Callable[[], bool]) -> None:
+    ``lookup`` lends a regular connection for catalog lookups (a replication connection
+    in streaming mode takes no queries).
+    """
+
+    def __init__(self, conninfo: str, handler: ChangeHandler,
+                 lookup: Callable[[], contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]) -> None:
         self.conninfo = conninfo
         self.handler = handler
-        self.poll_interval = poll_interval
-        self.idle_interval = idle_interval
-        self.active = active
+        self.lookup = lookup
         self.slot = f"appkit_realtime_{os.getpid()}_{secrets.token_hex(4)}"
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._listen: psycopg.AsyncConnection[Any] | None = None
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._ready = asyncio.Event()
         self.decoder = PgOutputDecoder()
         self._typnames: dict[int, str] = {}
         self._publications: list[str] = []
-        self._last_lsn = ""
-        self._wait_fn = False
-
-    def wake(self) -> None:
-        self._wake.set()
+        self._received = 0  # highest WAL position seen
+        self._confirmed = 0  # reported to the server as flushed
+        self._feedback_at = 0.0
 
     async def start(self) -> None:
         await self._connect()
-        self._tasks.append(asyncio.create_task(self._run(), name="realtime-cdc"))
-        self._tasks.append(asyncio.create_task(self._listener(), name="realtime-wake"))
-
-    async def _connect(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self.conninfo, autocommit=True, prepare_threshold=None, application_name="appkit-realtime-cdc")
-        cur = await conn.execute(
-            "select pubname from pg_publication where pubname = any(%s)", (list(PUBLICATIONS),))
-        self._publications = [str(r[0]) for r in await cur.fetchall()]
-        cur = await conn.execute(
-            "select to_regprocedure('realtime.appkit_wait_for_wal(pg_lsn,float8,float8)') is not null")
-        row = await cur.fetchone()
-        self._wait_fn = bool(row and row[0])
-        await conn.execute("select pg_create_logical_replication_slot(%s, 'pgoutput', true)", (self.slot,))
-        self.decoder = PgOutputDecoder()
-        self._last_lsn = ""
-        self._conn = conn
-        self._ready.set()
+        self._task = asyncio.create_task(self._run(), name="realtime-cdc")
 
     async def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-        for conn in (self._conn, self._listen):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()  # closing the session drops the temporary slot
-        self._conn = self._listen = None
+                await self._task
+            self._task = None
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()  # closing the session drops the temporary slot
+            self._conn = None
 
-    async def _listener(self) -> None:
+    # -- the replication connection ------------------------------------------------
+    async def _connect(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, replication="database", application_name="appkit-realtime-cdc")
+        try:
+            wanted = ", ".join(f"'{name}'" for name in PUBLICATIONS)  # constants
+            rows = await self._simple(conn, f"select pubname from pg_publication where pubname in ({wanted})")
+            self._publications = [row[0] for row in rows]
+            await self._simple(conn, f'CREATE_REPLICATION_SLOT "{self.slot}" TEMPORARY LOGICAL pgoutput'
+                                     " (SNAPSHOT 'nothing')")
+            names = ",".join(f'"{name}"' for name in self._publications)
+            await self._simple(conn, f'START_REPLICATION SLOT "{self.slot}" LOGICAL 0/0'
+                                     f" (proto_version '1', publication_names '{names}')")
+        except BaseException:
+            await conn.close()
+            raise
+        self.decoder = PgOutputDecoder()
+        self._received = self._confirmed = 0
+        self._feedback_at = time.monotonic()
+        self._conn = conn
+
+    async def _simple(self, conn: psycopg.AsyncConnection[Any], sql: str) -> list[list[str]]:
+        """One statement over the simple query protocol (the only one a replication
+        connection speaks); its rows as text, until a COPY BOTH result starts streaming."""
+        pgconn = conn.pgconn
+        pgconn.send_query(sql.encode())
+        while pgconn.flush():
+            await _wait(pgconn.socket, writable=True)
+        rows: list[list[str]] = []
+        while True:
+            while pgconn.is_busy():
+                await _wait(pgconn.socket)
+                pgconn.consume_input()
+            res = pgconn.get_result()
+            if res is None:
+                return rows
+            if res.status == psycopg.pq.ExecStatus.COPY_BOTH:
+                return rows
+            if res.status not in (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK):
+                raise psycopg.OperationalError((res.error_message or b"").decode(errors="replace").strip())
+            rows += [[(res.get_value(i, j) or b"").decode() for j in range(res.nfields)]
+                     for i in range(res.ntuples)]
+
+    # -- streaming ---------------------------------------------------------------------
+    async def _run(self) -> None:
         backoff = 0.2
         while not self._stopping:
             try:
-                self._listen = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, application_name="appkit-realtime-wake")
-                await self._listen.execute(f"listen {WAKE_CHANNEL}")
-                backoff = 0.2
-                async for _ in self._listen.notifies():
-                    self._wake.set()
+                if self._conn is None:
+                    await self._connect()
+                    backoff = 0.2
+                assert self._conn is not None
+                await self._stream(self._conn)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database went away: retry
-                log.debug("realtime wake listener: %s", exc)
+            except psycopg.OperationalError as exc:
+                if self._stopping:
+                    return
+                log.warning("realtime change feed lost its connection (%s); reconnecting", exc)
+            except Exception:
+                log.exception("realtime change feed error")
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
+                self._conn = None
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
+    async def _stream(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        pgconn = conn.pgconn
+        while True:
+            nbytes, data = pgconn.get_copy_data(1)
+            if nbytes == 0:  # nothing complete buffered: wait for the server
+                if time.monotonic() - self._feedback_at >= FEEDBACK_INTERVAL:
+                    await self._feedback(conn)
+                await _wait(pgconn.socket, timeout=FEEDBACK_INTERVAL)
+                pgconn.consume_input()
+                continue
+            if nbytes < 0:  # the server ended the stream
+                raise psycopg.OperationalError("replication stream ended")
+            msg = bytes(data)
+            if msg[:1] == b"w":  # XLogData: start, end, send time, then a pgoutput message
+                start, end = struct.unpack_from("!qq", msg, 1)
+                self._received = max(self._received, start, end)
+                await self._decode(msg[25:])
+                if not self.decoder.in_transaction:
+                    self._confirmed = max(self._confirmed, self.decoder.commit_end_lsn)
+            elif msg[:1] == b"k":  # keepalive: end of WAL, send time, reply requested
+                end, _, reply = struct.unpack_from("!qqB", msg, 1)
+                self._received = max(self._received, end)
+                if not self.decoder.in_transaction:
+                    # nothing published is pending: everything up to here is consumed, so
+                    # the slot may release that WAL
+                    self._confirmed = max(self._confirmed, end)
+                if reply:
+                    await self._feedback(conn)
+
+    async def _feedback(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Standby status update: written/flushed/applied positions and the clock."""
+        now = int((datetime.now(UTC) - PG_EPOCH).total_seconds() * 1_000_000)
+        pgconn = conn.pgconn
+        pgconn.put_copy_data(struct.pack("!cqqqqB", b"r", self._received, self._confirmed, self._confirmed,
+                                         now, 0))
+        while pgconn.flush():
+            await _wait(pgconn.socket, writable=True)
+        self._feedback_at = time.monotonic()
+
+    async def _decode(self, payload: bytes) -> None:
+        rel, changes = self.decoder.feed(payload)
+        if rel is not None:
+            async with self.lookup() as conn:
+                await self._describe(conn, rel)
+        if changes:
+            now = time.monotonic()
+            stale = {id(c.relation): c.relation for c in changes if now - c.relation.checked_at > 2.0}
+            if stale:
+                async with self.lookup() as conn:
+                    for relation in stale.values():
+                        await self._describe(conn, relation)
+            await self.handler(changes)
+
+    # -- relation descriptions -------------------------------------------------------------
     async def _typname(self, conn: psycopg.AsyncConnection[Any], oids: list[int]) -> None:
         missing = [o for o in oids if o not in self._typnames]
         if missing:
@@ -304,86 +399,20 @@ class ChangeFeed:
             rel.pk = list(zip(list(row[1]), list(row[2]), strict=False))
         rel.checked_at = time.monotonic()
 
-    async def _wal_moved(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        """A cheap check before decoding: has anything been written to the WAL since?"""
-        cur = await conn.execute("select pg_current_wal_flush_lsn()::text")
-        row = await cur.fetchone()
-        lsn = str(row[0]) if row else ""
-        if lsn == self._last_lsn:
-            return False
-        self._last_lsn = lsn
-        return True
 
-    async def _poll_once(self, conn: psycopg.AsyncConnection[Any], *, wait: bool = False) -> int:
-        """Decode what committed since the last call; with ``wait``, first block in the
-        database until the flushed WAL moves (one round trip for wait and decode)."""
-        options: list[str] = ["proto_version", "1", "publication_names", ",".join(self._publications)]
-        opts_sql = ", ".join(["%s"] * len(options))
-        if wait:
-            cur = await conn.execute(
-                "select w.lsn::text, c.data from (select realtime.appkit_wait_for_wal(%s::pg_lsn, 0.25, %s) as lsn"
-                " offset 0) w left join lateral pg_logical_slot_get_binary_changes(%s, w.lsn, 2000, "
-                + opts_sql + ") c on true",
-                (self._last_lsn or "0/0", self.poll_interval, self.slot, *options),
-            )
-            result = await cur.fetchall()
-            if result:
-                self._last_lsn = str(result[0][0])
-            rows = [(r[1],) for r in result if r[1] is not None]
-        else:
-            if not await self._wal_moved(conn):
-                return 0
-            cur = await conn.execute(
-                "select data from pg_logical_slot_get_binary_changes(%s, null, 2000, " + opts_sql + ")",
-                (self.slot, *options),
-            )
-            rows = [(r[0],) for r in await cur.fetchall()]
-        batch: list[Change] = []
-        for (data,) in rows:
-            rel, changes = self.decoder.feed(bytes(data))
-            if rel is not None:
-                await self._describe(conn, rel)
-            batch.extend(changes)
-        if batch:
-            now = time.monotonic()
-            for change in batch:
-                if now - change.relation.checked_at > 2.0:
-                    await self._describe(conn, change.relation)
-            await self.handler(batch)
-        if len(rows) >= 2000 or (rows and not wait):
-            self._last_lsn = ""  # more may be pending: decode again at once
-        return len(rows)
 
-    async def _run(self) -> None:
-        backoff = 0.2
-        while not self._stopping:
-            conn = self._conn
-            try:
-                if conn is None:
-                    await self._connect()
-                    conn = self._conn
-                    assert conn is not None
-                    backoff = 0.2
-                self._wake.clear()
-                if self.active() and self._wait_fn:
-                    await self._poll_once(conn, wait=True)
-                    continue
-                n = await self._poll_once(conn)
-                if n:
-                    continue
-                interval = self.poll_interval if self.active() else self.idle_interval
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), interval)
-            except asyncio.CancelledError:
-                raise
-            except psycopg.OperationalError as exc:
-                log.warning("realtime change feed lost its connection (%s); reconnecting", exc)
-                if self._conn is not None:
-                    with contextlib.suppress(Exception):
-                        await self._conn.close()
-                self._conn = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("realtime change feed error")
-                await asyncio.sleep(0.5)
+async def _wait(fd: int, *, writable: bool = False, timeout: float | None = None) -> None:
+    """Until ``fd`` is readable (or writable), or ``timeout`` passes."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if writable else loop.add_reader)(fd, wake)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready, timeout)
+    finally:
+        (loop.remove_writer if writable else loop.remove_reader)(fd)

@@ -49,8 +49,6 @@ class Limits:
     max_payload_bytes: int = 3000 * 1024
     max_presence_payload_bytes: int = 10 * 1024
     queue_size: int = 4096
-    poll_interval_ms: float = 2.0
-    idle_poll_interval_ms: float = 500.0
 
     @classmethod
     def from_config(cls, section: Any) -> Limits:
@@ -64,10 +62,6 @@ class Limits:
         kb = getattr(section, "max_payload_size_in_kb", None)
         if isinstance(kb, int) and kb > 0:
             limits.max_payload_bytes = kb * 1024
-        for name in ("poll_interval_ms", "idle_poll_interval_ms"):
-            value = getattr(section, name, None)
-            if isinstance(value, (int, float)) and value > 0:
-                setattr(limits, name, float(value))
         return limits
 
 
@@ -298,12 +292,7 @@ class RealtimeService:
             # Supabase keeps realtime.messages for 72 hours (daily partitions); so do we
             with contextlib.suppress(psycopg.Error):
                 await conn.execute("delete from realtime.messages where inserted_at < now() - interval '72 hours'")
-        self.feed = ChangeFeed(
-            self.ctx.conninfo(), self.on_changes,
-            poll_interval=self.limits.poll_interval_ms / 1000,
-            idle_interval=self.limits.idle_poll_interval_ms / 1000,
-            active=lambda: bool(self.pg_channels),
-        )
+        self.feed = ChangeFeed(self.ctx.conninfo(), self.on_changes, lookup=self.pool.connection)
         await self.feed.start()
 
     async def shutdown(self) -> None:
@@ -532,8 +521,6 @@ class RealtimeService:
         if response_bindings:
             if binding_error is None:
                 self.pg_channels.add(ch)
-                if self.feed is not None:
-                    self.feed.wake()
                 conn.system(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL")
             else:
                 ch.bindings = []

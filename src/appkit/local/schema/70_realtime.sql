@@ -13,15 +13,9 @@ begin
 end
 $$;
 
--- A new broadcast row wakes the service's decoder at once instead of at its next poll.
-create or replace function realtime.appkit_wake() returns trigger language plpgsql as $$
-begin
-  perform pg_notify('appkit_realtime_wake', '');
-  return null;
-end
-$$;
-create or replace trigger appkit_realtime_wake
-  after insert on realtime.messages for each statement execute function realtime.appkit_wake();
+-- (earlier versions polled the slot and were woken by a trigger; the service now streams)
+drop trigger if exists appkit_realtime_wake on realtime.messages;
+drop function if exists realtime.appkit_wake();
 
 -- Which of the given JWT claim sets may SELECT the row of `rel` whose primary key is
 -- (pk_cols) = (pk_vals): evaluated as each subscriber's role with request.jwt.claims set,
@@ -68,22 +62,4 @@ end
 $$;
 revoke all on function realtime.appkit_visible_to(regclass, text[], regtype[], text[], jsonb) from public;
 
--- Block (server-side, without round trips) until the WAL moves past `since` or the
--- timeout passes; the service calls this between decoding polls while it has
--- postgres_changes subscribers, so a new commit is noticed within `step_s`.
-create or replace function realtime.appkit_wait_for_wal(since pg_lsn, timeout_s float8, step_s float8)
-returns pg_lsn language plpgsql as $$
-declare
-  deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
-  cur pg_lsn;
-begin
-  loop
-    cur := pg_current_wal_flush_lsn();
-    if cur <> since or clock_timestamp() >= deadline then
-      return cur;
-    end if;
-    perform pg_sleep(step_s);
-  end loop;
-end
-$$;
-revoke all on function realtime.appkit_wait_for_wal(pg_lsn, float8, float8) from public;
+drop function if exists realtime.appkit_wait_for_wal(pg_lsn, float8, float8);
