@@ -282,7 +282,7 @@ class RealtimeService:
 
     # -- lifecycle -------------------------------------------------------------------
     async def startup(self) -> None:
-        self._pool = await self.ctx.pool("realtime", min_size=1, max_size=6)
+        self._pool = await self.ctx.pool("realtime", max_size=6)
         async with self._pool.connection() as conn:
             # like PostgREST, a token may only act as a role the authenticator can become
             cur = await conn.execute(

@@ -139,7 +139,7 @@ class RestApp:
 
     async def startup(self) -> None:
         pool: AsyncConnectionPool = await self.ctx.pool(
-            "rest", user="authenticator", min_size=2, max_size=POOL_SIZE + 2, prepare_threshold=1,
+            "rest", user="authenticator", max_size=POOL_SIZE + 2, prepare_threshold=1,
         )
         self.pool = ConnectionLease(pool, POOL_SIZE)
         await self.watcher.start()

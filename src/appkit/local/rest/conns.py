@@ -3,13 +3,15 @@
 Connections are borrowed from ``ctx.pool("rest")`` once and handed to requests through a
 plain deque + futures, which costs a few microseconds per request instead of the pool's
 full checkout/return cycle. Broken connections (or ones left in a transaction) go back to
-the pool, which discards and replaces them.
+the pool, which discards and replaces them; connections the lease has not lent for
+``max_idle`` seconds go back too, so that the pool closes them when the stack is idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +20,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
+from appkit.local.context import POOL_MAX_IDLE
 from appkit.local.rest.errors import ApiError
 
 Conn = psycopg.AsyncConnection[Any]
@@ -25,13 +28,17 @@ PREPARED_MAX = 5000
 
 
 class ConnectionLease:
-    def __init__(self, pool: AsyncConnectionPool, size: int, timeout: float = 30.0) -> None:
+    def __init__(self, pool: AsyncConnectionPool, size: int, timeout: float = 30.0,
+                 max_idle: float = POOL_MAX_IDLE) -> None:
         self.pool = pool
         self.size = size
         self.timeout = timeout
-        self._idle: deque[Conn] = deque()
+        self.max_idle = max_idle
+        self._idle: deque[Conn] = deque()  # most recently used last
+        self._idle_since: dict[int, float] = {}
         self._waiters: deque[asyncio.Future[Conn | None]] = deque()
         self._out = 0  # connections borrowed from the pool (idle or in use)
+        self._reaper: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:
@@ -44,7 +51,9 @@ class ConnectionLease:
     async def _get(self) -> Conn:
         while True:
             if self._idle:
-                return self._idle.pop()
+                conn = self._idle.pop()  # the most recently used: the others may go idle
+                self._idle_since.pop(id(conn), None)
+                return conn
             if self._out < self.size:
                 self._out += 1
                 try:
@@ -76,6 +85,9 @@ class ConnectionLease:
                     fut.set_result(conn)
                     return
             self._idle.append(conn)
+            self._idle_since[id(conn)] = time.monotonic()
+            if self._reaper is None or self._reaper.done():
+                self._reaper = asyncio.create_task(self._reap(), name="rest-lease-reaper")
             return
         self._out -= 1
         with contextlib.suppress(Exception):
@@ -86,7 +98,24 @@ class ConnectionLease:
                 fut.set_result(None)
                 return
 
+    async def _reap(self) -> None:
+        """Give connections unused for ``max_idle`` seconds back to the pool (oldest first)."""
+        while self._idle:
+            await asyncio.sleep(self.max_idle / 2)
+            now = time.monotonic()
+            while self._idle and now - self._idle_since.get(id(self._idle[0]), now) >= self.max_idle:
+                conn = self._idle.popleft()
+                self._idle_since.pop(id(conn), None)
+                self._out -= 1
+                with contextlib.suppress(Exception):
+                    await self.pool.putconn(conn)
+
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        self._idle_since.clear()
         while self._idle:
             conn = self._idle.pop()
             self._out -= 1

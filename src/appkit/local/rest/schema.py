@@ -467,12 +467,9 @@ class SchemaWatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    async def reload(self, conn: psycopg.AsyncConnection[Any] | None = None) -> None:
+    async def reload(self) -> None:
         self._version += 1
-        if conn is None:
-            async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as own:
-                self.cache = await load_schema(own, self.schemas, self._version)
-        else:
+        async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
             self.cache = await load_schema(conn, self.schemas, self._version)
         self._ready.set()
 
@@ -482,7 +479,9 @@ class SchemaWatcher:
             try:
                 async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
                     await conn.execute("listen pgrst")
-                    await self.reload(conn)
+                    # loaded on a connection of its own: the catalog caches the introspection
+                    # fills (~8 MB) then leave with it instead of staying in this long-lived one
+                    await self.reload()
                     self.last_error = None
                     delay = 0.1
                     while not self._stopping:
@@ -493,7 +492,7 @@ class SchemaWatcher:
                         async for note in conn.notifies(timeout=0.02):
                             reload = reload or note.payload in ("reload schema", "")
                         if reload:
-                            await self.reload(conn)
+                            await self.reload()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection dropped (db reset, restart): retry

@@ -110,8 +110,8 @@ class StorageService:
 
     async def startup(self) -> None:
         self.store.prepare()
-        user_pool = await self.ctx.pool("storage", user="authenticator", min_size=1, max_size=10)
-        admin_pool = await self.ctx.pool("storage-admin", user="supabase_storage_admin", min_size=1, max_size=5)
+        user_pool = await self.ctx.pool("storage", user="authenticator", max_size=10)
+        admin_pool = await self.ctx.pool("storage-admin", user="supabase_storage_admin", max_size=5)
         self.api.db = StorageDB(user_pool, admin_pool)
         await self.seed_buckets()
         await self.clean_orphans()
