@@ -28,6 +28,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 from typing import Any
 
 import httpx
@@ -38,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
+from appkit.local.postgres import EmbeddedPostgres  # noqa: E402
 from appkit.local.rest.app import SETUP_SQL, SETUP_SQL_RO, Plan, read_sql  # noqa: E402
 from appkit.local.rest.builder import Params, table_source  # noqa: E402
 from appkit.local.rest.parser import NodeQuery, parse_field, parse_operation, parse_select  # noqa: E402
@@ -254,7 +256,10 @@ def main() -> None:
 
         # 1. GET by PK: HTTP vs raw psycopg -------------------------------------------------------------
         sql_text, sql_params = asyncio.run(generated_sql(stack.db_url))
-        auth_url = stack.db_url.replace("postgres:postgres@", "authenticator:postgres@")
+        # the baselines reach Postgres as the service does: over the server's Unix socket
+        port = urlsplit(stack.db_url).port
+        sock = EmbeddedPostgres(stack.workdir / "supabase" / ".appkit" / "pgdata", port or 5432).socket_dir
+        auth_url = f"postgresql://authenticator:postgres@/postgres?host={quote(str(sock))}&port={port}"
         setup = {"sp": '"public", "public", "extensions"', "role": "authenticated",
                  "claims": json.dumps({"sub": OWNER, "role": "authenticated", "aud": "authenticated"}),
                  "method": "GET", "path": "/bench_rest_items", "headers": json.dumps(headers), "cookies": "{}",
