@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -226,8 +227,12 @@ def validate_phone(phone: str) -> str:
 
 
 def client_ip(host: str | None) -> str | None:
-    if not host:
-        return None
+    """The client address in canonical form (None when absent or not an IP address)."""
+    return _canonical_ip(host) if host else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_ip(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
