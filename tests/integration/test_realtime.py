@@ -329,6 +329,29 @@ async def test_rls_isolation(stack: StackHandle, rt: list[Any], table: str,
     assert all(m["data"]["record"]["owner"] == user_a for m in got_a.items)
 
 
+async def test_changes_survive_the_service_losing_its_pooled_connections(
+        stack: StackHandle, rt: list[Any], table: str, db: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The RLS checks' connections are killed (an admin, a restart of a pooler): the next
+    change still reaches the subscriber -- it is not dropped as "not visible"."""
+    user = str(uuid.uuid4())
+    c = await client(stack, user_token(stack, user))
+    rt.append(c)
+    got = Recorder()
+    ch = c.channel(f"rt-kill-{table}", config())
+    ch.on_postgres_changes("INSERT", got, table=table, schema="public")
+    await ch.subscribe()
+    await asyncio.sleep(0.3)
+    insert(db, table, owner=user, n=1)
+    await wait_for(lambda: len(got) == 1, what="the first change")
+    killed = db.execute(
+        "select count(pg_terminate_backend(pid, 5000)) from pg_stat_activity where datname = current_database()"
+        " and pid <> pg_backend_pid() and backend_type = 'client backend'").fetchone()
+    assert killed is not None and killed[0] > 0
+    insert(db, table, owner=user, n=2)
+    await wait_for(lambda: len(got) == 2, what="the change after the connections died")
+    assert [m["data"]["record"]["n"] for m in got.items] == [1, 2]
+
+
 async def test_no_select_privilege_no_changes(stack: StackHandle, rt: list[Any], table: str,
                                               db: psycopg.Connection[tuple[object, ...]]) -> None:
     db.execute(sql.SQL("revoke select on public.{} from anon").format(sql.Identifier(table)))

@@ -11,9 +11,9 @@ import secrets
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 import psycopg
@@ -32,6 +32,7 @@ from appkit.local.realtime.protocol import SUPPORTED_VSN, Frame, FrameError, Ser
 from appkit.local.realtime.values import Filter, FilterError, parse_filters, to_json_value
 
 log = logging.getLogger("appkit.local.realtime")
+T = TypeVar("T")
 
 PG_EVENTS = ("*", "INSERT", "UPDATE", "DELETE")
 MAX_RECORD_BYTES = 1024 * 1024
@@ -863,6 +864,17 @@ class RealtimeService:
                "meta": {"id": row.get("id")}}
         self.deliver_broadcast((str(row["topic"]), row.get("private") == "t"), msg, sender=None)
 
+    async def _on_connection(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """``work`` on a pooled connection; once more on another when the connection breaks
+        (a change must not be dropped for a subscriber because a socket died)."""
+        try:
+            async with self.pool.connection() as conn:
+                return await work(conn)
+        except psycopg.OperationalError as exc:
+            log.info("realtime: database connection lost during a change (%s); retrying", exc)
+        async with self.pool.connection() as conn:
+            return await work(conn)
+
     async def _select_privileges(self, rel: Relation, roles: set[str]) -> dict[str, bool]:
         now = time.monotonic()
         out: dict[str, bool] = {}
@@ -874,16 +886,23 @@ class RealtimeService:
             else:
                 missing.append(role)
         if missing:
-            async with self.pool.connection() as conn:
+
+            async def lookup(conn: psycopg.AsyncConnection[Any]) -> dict[str, bool]:
+                found: dict[str, bool] = {}
                 for role in missing:
                     try:
                         cur = await conn.execute("select has_table_privilege(%s, %s::oid, 'SELECT')", (role, rel.oid))
                         row = await cur.fetchone()
-                        ok = bool(row and row[0])
-                    except psycopg.Error:
-                        ok = False
-                    out[role] = ok
-                    self._privileges[(role, rel.oid)] = (ok, now)
+                        found[role] = bool(row and row[0])
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error:  # e.g. a role that no longer exists
+                        found[role] = False
+                return found
+
+            for role, ok in (await self._on_connection(lookup)).items():
+                out[role] = ok
+                self._privileges[(role, rel.oid)] = (ok, now)
         return out
 
     async def _deliver_visible(self, rel: Relation, change: Change, channels: list[Channel],
@@ -908,23 +927,32 @@ class RealtimeService:
         args = (rel.oid, [c for c, _ in rel.pk], [t for _, t in rel.pk], [row.get(c) for c, _ in rel.pk])
         query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb)"
 
-        async def check(chunk: list[str]) -> None:
+        async def visible(conn: psycopg.AsyncConnection[Any], chunk: list[str]) -> list[bool]:
+            try:
+                # the claim sets as one JSON array, from each channel's serialized claims
+                cur = await conn.execute(query, (*args, "[" + ",".join(chunk) + "]"))
+                result = await cur.fetchone()
+                return [bool(f) for f in result[0]] if result and result[0] is not None else []
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                # a policy raised for some claim set: ask for each one alone, errors deny
+                log.warning("realtime: an RLS policy of %s raised (%s); checking subscribers one by one",
+                            rel.qualified, exc.sqlstate)
             flags: list[bool] = []
-            async with self.pool.connection() as conn:
+            for k in chunk:
                 try:
-                    # the claim sets as one JSON array, from each channel's serialized claims
-                    cur = await conn.execute(query, (*args, "[" + ",".join(chunk) + "]"))
+                    cur = await conn.execute(query, (*args, f"[{k}]"))
                     result = await cur.fetchone()
-                    flags = [bool(f) for f in result[0]] if result and result[0] is not None else []
+                    flags.append(bool(result and result[0] and result[0][0]))
+                except psycopg.OperationalError:
+                    raise
                 except psycopg.Error:
-                    # a policy raised for some claim set: ask for each one alone, errors deny
-                    for k in chunk:
-                        try:
-                            cur = await conn.execute(query, (*args, f"[{k}]"))
-                            result = await cur.fetchone()
-                            flags.append(bool(result and result[0] and result[0][0]))
-                        except psycopg.Error:
-                            flags.append(False)
+                    flags.append(False)
+            return flags
+
+        async def check(chunk: list[str]) -> None:
+            flags = await self._on_connection(lambda conn: visible(conn, chunk))
             deliver([ch for k, ok in zip(chunk, flags, strict=False) if ok for ch in groups[k]])
 
         n_chunks = max(1, min(3, len(keys) // 20))
