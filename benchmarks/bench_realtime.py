@@ -120,29 +120,33 @@ async def official_subscribers(stack: StackHandle, n: int, rows: int, interval: 
     clients: list[AsyncRealtimeClient] = []
     latencies: list[float] = []
     commits: dict[int, float] = {}
-    pending: list[tuple[int, float]] = []
+    pending: list[tuple[int, int, float]] = []  # (client, row id, received at)
+    seen: set[tuple[int, int]] = set()
     delivered = 0
-    for _ in range(n):
+    for k in range(n):
         c = AsyncRealtimeClient(url, stack.anon_key)
         await c.connect()
         if distinct_users:
             await c.set_auth(token(stack))
         ch = c.channel(f"bench-{uuid.uuid4().hex[:6]}")
 
-        def on_change(payload: Any) -> None:
-            pending.append((int(payload["data"]["record"]["id"]), time.time()))
+        def on_change(payload: Any, k: int = k) -> None:
+            row_id = int(payload["data"]["record"]["id"])
+            pending.append((k, row_id, time.time()))
+            seen.add((k, row_id))
 
         ch.on_postgres_changes("INSERT", on_change, table=TABLE, schema="public")
         await ch.subscribe()
         clients.append(c)
     await insert_rows(stack, rows, interval, commits)
     deadline = time.monotonic() + 30
-    while len(pending) < n * rows and time.monotonic() < deadline:
+    while len(seen) < n * len(commits) and time.monotonic() < deadline:  # every (client, row) once
         await asyncio.sleep(0.05)
-    missing = set(commits) - {i for i, _ in pending}
-    if missing and n == 1:
-        print(f"missing ids: {sorted(missing)}", file=sys.stderr)
-    for row_id, at in pending:
+    missing = {(k, i) for k in range(n) for i in commits} - seen
+    if missing or len(pending) != len(seen):
+        print(f"{n} official subscribers: {len(missing)} (client, row) pairs missing, e.g. {sorted(missing)[:5]};"
+              f" {len(pending) - len(seen)} duplicates", file=sys.stderr)
+    for _, row_id, at in pending:
         if row_id in commits:
             latencies.append((at - commits[row_id]) * 1000)
             delivered += 1
