@@ -146,7 +146,7 @@ def test_pgoutput_decoder() -> None:
     assert changes[1].new == {"id": "1", "body": None}
     assert changes[2].old == {"id": "1", "body": None} and changes[2].new is None
     assert changes[0].commit_ts.year == 2000 and changes[0].commit_ts.second == 1
-    # pgoutput repeats the relation message in every decoding call: unchanged, it keeps the
+    # pgoutput re-sends a relation message after invalidations: unchanged, it keeps the
     # described relation (nothing to look up again); a changed column list replaces it
     r.rls = True
     assert d.feed(rel) == (None, [])

@@ -173,8 +173,9 @@ class PgOutputDecoder:
             known = self.relations.get(oid)
             if (known is not None and (known.schema, known.table, known.replident) == (schema, table, replident)
                     and [(c.name, c.type_oid) for c in known.columns] == [(c.name, c.type_oid) for c in cols]):
-                # pgoutput repeats a relation's message in every decoding call: an unchanged
-                # relation keeps its description (refreshed by age, not per message)
+                # pgoutput re-sends a relation's message after any cache invalidation of it
+                # (a trigger created, a grant): unchanged, it keeps its description
+                # (refreshed by age, not per message)
                 return None, []
             rel = Relation(oid, schema, table, replident, cols)
             self.relations[oid] = rel
