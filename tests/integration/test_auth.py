@@ -660,3 +660,17 @@ def test_sign_in_reports_weak_password(stack) -> None:  # type: ignore[no-untype
     r = httpx.post(f"{stack.api_url}/auth/v1/token?grant_type=password", headers={"apikey": stack.anon_key},
                    json={"email": strong, "password": "secret-pass-1"})
     assert "weak_password" not in r.json()
+
+
+def test_routing_of_methods_and_heads(stack) -> None:  # type: ignore[no-untyped-def]
+    """Exact paths are dispatched without the router; a wrong method is still 405, HEAD of a
+    GET route still answers, and a path with parameters still routes."""
+    headers = {"apikey": stack.anon_key}
+    with httpx.Client(base_url=stack.api_url + "/auth/v1", headers=headers, timeout=30) as http:
+        assert http.get("/token").status_code == 405
+        assert http.post("/health").status_code == 405
+        assert http.head("/health").status_code == 200
+        assert http.get("/health").json()["name"] == "GoTrue"
+        service = {"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}"}
+        missing = http.get(f"/admin/users/{uuid.uuid4()}", headers=service)
+        assert missing.status_code == 404 and missing.json()["error_code"] == "user_not_found"

@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appkit.errors import AuthError
 from appkit.local.auth import core, mail, totp
@@ -97,6 +98,29 @@ def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> R
                     headers=headers)
 
 
+class ExactRoutes:
+    """ASGI: a request for a path without parameters goes straight to its endpoint (one dict
+    lookup, no router, no middleware: the endpoints answer every error themselves); any
+    other request (path parameters, HEAD, a wrong method's 405) to ``app``."""
+
+    def __init__(self, exact: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]], app: ASGIApp) -> None:
+        self.exact = exact
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root):]
+            endpoint = self.exact.get((scope["method"], path))
+            if endpoint is not None:
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class AuthService:
     name = "auth"
 
@@ -146,7 +170,11 @@ class AuthService:
             ("/admin/generate_link", self.admin_generate_link, ["POST"]),
             ("/_appkit/messages", self.messages, ["GET"]),
         ]
-        self.app = Starlette(routes=[Route(p, self._wrap(p, h), methods=m) for p, h, m in r])
+        endpoints = [(p, self._wrap(p, h), m) for p, h, m in r]
+        self.app = ExactRoutes(
+            {(method, p): e for p, e, m in endpoints if "{" not in p for method in m},
+            Starlette(routes=[Route(p, e, methods=m) for p, e, m in endpoints]),
+        )
 
     async def startup(self) -> None:
         # synchronous_commit=off: a commit returns before its WAL is on disk (the WAL writer
