@@ -32,3 +32,24 @@ def test_lease_returns_idle_connections_to_the_pool(stack) -> None:  # type: ign
             await pool.close()
 
     asyncio.run(run())
+
+
+def test_idle_check_lends_live_connections_and_rejects_ended_ones(stack) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    from appkit.local.context import check_idle_connection
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(stack.db_url, autocommit=True) as conn:
+            await check_idle_connection(conn)  # alive: no error (and no round trip needed)
+            pid = conn.info.backend_pid
+            async with await psycopg.AsyncConnection.connect(stack.db_url, autocommit=True) as admin:
+                await admin.execute("select pg_terminate_backend(%s, 5000)", (pid,))
+            try:
+                await check_idle_connection(conn)
+            except psycopg.OperationalError:
+                pass
+            else:
+                raise AssertionError("a connection the server ended passed the check")
+
+    asyncio.run(run())

@@ -352,6 +352,28 @@ async def test_changes_survive_the_service_losing_its_pooled_connections(
     assert [m["data"]["record"]["n"] for m in got.items] == [1, 2]
 
 
+def test_rls_check_waits_until_the_transaction_is_visible(stack: StackHandle, table: str,
+                                                          db: psycopg.Connection[tuple[object, ...]]) -> None:
+    """A change is decoded as soon as its commit record is flushed, a moment before Postgres
+    shows the transaction to new snapshots; the RLS check waits for that moment instead of
+    judging the row invisible (it would drop the change). Here the writer's transaction is
+    still open while the check starts, and commits 0.3 s later."""
+    import threading
+
+    with psycopg.connect(stack.db_url) as writer:
+        row = writer.execute(sql.SQL("insert into public.{} (n) values (7) returning id, "
+                                     "pg_current_xact_id()::text::bigint & 4294967295").format(sql.Identifier(table))
+                             ).fetchone()
+        assert row is not None
+        row_id, xid = row
+        threading.Timer(0.3, writer.commit).start()
+        result = db.execute(
+            "select realtime.appkit_visible_to(%s::regclass, array['id'], array['bigint']::regtype[], %s,"
+            " %s::jsonb, %s)", (f"public.{table}", [str(row_id)], '[{"role": "anon"}]', xid)).fetchone()
+    # answered after the commit: without the wait the uncommitted row is invisible -> [False]
+    assert result == ([True],)
+
+
 async def test_no_select_privilege_no_changes(stack: StackHandle, rt: list[Any], table: str,
                                               db: psycopg.Connection[tuple[object, ...]]) -> None:
     db.execute(sql.SQL("revoke select on public.{} from anon").format(sql.Identifier(table)))

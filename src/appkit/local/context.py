@@ -41,11 +41,13 @@ async def check_idle_connection(conn: AsyncConnection[Any]) -> None:
     """
     pgconn = conn.pgconn
     if pgconn.status == pq.ConnStatus.OK and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        poller = select.poll()  # not select(): no limit on the descriptor's number
         try:
-            readable, _, _ = select.select([pgconn.socket], [], [], 0)
+            poller.register(pgconn.socket, select.POLLIN)
+            pending = poller.poll(0)
         except (OSError, ValueError):
-            readable = [True]
-        if not readable:
+            pending = [(0, 0)]
+        if not pending:
             return
     await AsyncConnectionPool.check_connection(conn)
 

@@ -64,6 +64,8 @@ class Change:
     new: dict[str, str | None] | None
     old: dict[str, str | None] | None
     commit_ts: datetime
+    #: the transaction's id (32 bits, as pgoutput sends it)
+    xid: int = 0
 
 
 class _Reader:
@@ -131,6 +133,7 @@ class PgOutputDecoder:
         self.relations: dict[int, Relation] = {}
         self._pending: list[tuple[str, int, dict[str, str | None] | None, dict[str, str | None] | None]] = []
         self._commit_ts = PG_EPOCH
+        self._xid = 0
         #: between a BEGIN and its COMMIT
         self.in_transaction = False
         #: end LSN of the last commit decoded (what the consumer may confirm)
@@ -143,6 +146,7 @@ class PgOutputDecoder:
         if tag == "B":
             r.int64()
             self._commit_ts = PG_EPOCH + timedelta(microseconds=r.int64())
+            self._xid = r.uint32()
             self._pending = []
             self.in_transaction = True
         elif tag == "C":
@@ -154,7 +158,7 @@ class PgOutputDecoder:
             for kind, relid, new, old in self._pending:
                 rel = self.relations.get(relid)
                 if rel is not None:
-                    changes.append(Change(rel, kind, new, old, self._commit_ts))
+                    changes.append(Change(rel, kind, new, old, self._commit_ts, self._xid))
             self._pending = []
             return None, changes
         elif tag == "R":

@@ -925,12 +925,12 @@ class RealtimeService:
             groups.setdefault(ch.claims_key, []).append(ch)
         keys = list(groups)
         args = (rel.oid, [c for c, _ in rel.pk], [t for _, t in rel.pk], [row.get(c) for c, _ in rel.pk])
-        query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb)"
+        query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb, %s)"
 
         async def visible(conn: psycopg.AsyncConnection[Any], chunk: list[str]) -> list[bool]:
             try:
                 # the claim sets as one JSON array, from each channel's serialized claims
-                cur = await conn.execute(query, (*args, "[" + ",".join(chunk) + "]"))
+                cur = await conn.execute(query, (*args, "[" + ",".join(chunk) + "]", change.xid))
                 result = await cur.fetchone()
                 return [bool(f) for f in result[0]] if result and result[0] is not None else []
             except psycopg.OperationalError:
@@ -942,7 +942,7 @@ class RealtimeService:
             flags: list[bool] = []
             for k in chunk:
                 try:
-                    cur = await conn.execute(query, (*args, f"[{k}]"))
+                    cur = await conn.execute(query, (*args, f"[{k}]", change.xid))
                     result = await cur.fetchone()
                     flags.append(bool(result and result[0] and result[0][0]))
                 except psycopg.OperationalError:

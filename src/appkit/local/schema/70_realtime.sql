@@ -24,9 +24,16 @@ drop function if exists realtime.appkit_wake();
 -- same). `claims` is one JSON array of claim sets: a jsonb[] parameter of a hundred
 -- elements costs the client ~10x more to send. A policy that raises fails the whole
 -- call: the service then asks per claim set.
+--
+-- `change_xid` is the transaction that made the change. Its commit is in the WAL once the change
+-- is decoded, but Postgres makes a transaction visible to new snapshots only a moment
+-- after flushing its commit record: checked in that moment, the policies would see the
+-- row as it was before (or not at all). So the check first waits, briefly and in the
+-- database, until a fresh snapshot includes the transaction.
 drop function if exists realtime.appkit_visible_to(regclass, text[], regtype[], text[], jsonb[]);
+drop function if exists realtime.appkit_visible_to(regclass, text[], regtype[], text[], jsonb);
 create or replace function realtime.appkit_visible_to(
-  rel regclass, pk_cols text[], pk_types regtype[], pk_vals text[], claims jsonb
+  rel regclass, pk_cols text[], pk_types regtype[], pk_vals text[], claims jsonb, change_xid bigint
 ) returns boolean[] language plpgsql as $$
 declare
   result boolean[] := '{}';
@@ -35,7 +42,19 @@ declare
   ok boolean;
   claim_role text;
   current text;
+  snap pg_snapshot;
+  next_xid bigint;
 begin
+  if change_xid is not null and change_xid > 0 then
+    for i in 1..2000 loop  -- at most ~1 s; in practice the first or second look
+      snap := pg_current_snapshot();
+      next_xid := pg_snapshot_xmax(snap)::text::bigint;
+      -- the full (epoch-qualified) id of the recent 32-bit `change_xid`
+      exit when pg_visible_in_snapshot(
+        (next_xid - (((next_xid & 4294967295) - change_xid) & 4294967295))::text::xid8, snap);
+      perform pg_sleep(0.0005);
+    end loop;
+  end if;
   select string_agg(format('%I = %L::%s', pk_cols[i], pk_vals[i], pk_types[i]), ' and ')
     into cond from generate_subscripts(pk_cols, 1) as i;
   if cond is null then
@@ -60,6 +79,6 @@ begin
   return result;
 end
 $$;
-revoke all on function realtime.appkit_visible_to(regclass, text[], regtype[], text[], jsonb) from public;
+revoke all on function realtime.appkit_visible_to(regclass, text[], regtype[], text[], jsonb, bigint) from public;
 
 drop function if exists realtime.appkit_wait_for_wal(pg_lsn, float8, float8);
