@@ -86,11 +86,12 @@ def live_services(stack: StackHandle) -> set[str]:
 
 
 def require(stack: StackHandle, *names: str) -> None:
-    """Skip (with a clear reason) when the local stack lacks one of these services."""
+    """Fail (with a clear reason) when the stack under test lacks one of these services:
+    every service is built, so a missing one is a broken stack, not a reason to skip."""
     live = live_services(stack)
-    for name in names:
-        if name not in live:
-            pytest.skip(f"local stack has no {name} service yet")
+    missing = [name for name in names if name not in live]
+    if missing:
+        pytest.fail(f"the stack under test has no {', '.join(missing)} service (GET /health)")
 
 
 @pytest.fixture(scope="session")

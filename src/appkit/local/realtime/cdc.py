@@ -26,6 +26,8 @@ from typing import Any
 
 import psycopg
 
+from appkit.local.pgsocket import flush, wait_socket
+
 log = logging.getLogger("appkit.local.realtime")
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -228,7 +230,6 @@ class ChangeFeed:
         self._stopping = False
         self.decoder = PgOutputDecoder()
         self._typnames: dict[int, str] = {}
-        self._publications: list[str] = []
         self._received = 0  # highest WAL position seen
         self._confirmed = 0  # reported to the server as flushed
         self._feedback_at = 0.0
@@ -256,10 +257,10 @@ class ChangeFeed:
         try:
             wanted = ", ".join(f"'{name}'" for name in PUBLICATIONS)  # constants
             rows = await self._simple(conn, f"select pubname from pg_publication where pubname in ({wanted})")
-            self._publications = [row[0] for row in rows]
+            publications = [row[0] for row in rows]
             await self._simple(conn, f'CREATE_REPLICATION_SLOT "{self.slot}" TEMPORARY LOGICAL pgoutput'
                                      " (SNAPSHOT 'nothing')")
-            names = ",".join(f'"{name}"' for name in self._publications)
+            names = ",".join(f'"{name}"' for name in publications)
             await self._simple(conn, f'START_REPLICATION SLOT "{self.slot}" LOGICAL 0/0'
                                      f" (proto_version '1', publication_names '{names}')")
         except BaseException:
@@ -275,12 +276,11 @@ class ChangeFeed:
         connection speaks); its rows as text, until a COPY BOTH result starts streaming."""
         pgconn = conn.pgconn
         pgconn.send_query(sql.encode())
-        while pgconn.flush():
-            await _wait(pgconn.socket, writable=True)
+        await flush(pgconn)
         rows: list[list[str]] = []
         while True:
             while pgconn.is_busy():
-                await _wait(pgconn.socket)
+                await wait_socket(pgconn.socket)
                 pgconn.consume_input()
             res = pgconn.get_result()
             if res is None:
@@ -324,7 +324,7 @@ class ChangeFeed:
             if nbytes == 0:  # nothing complete buffered: wait for the server
                 if time.monotonic() - self._feedback_at >= FEEDBACK_INTERVAL:
                     await self._feedback(conn)
-                await _wait(pgconn.socket, timeout=FEEDBACK_INTERVAL)
+                await wait_socket(pgconn.socket, timeout=FEEDBACK_INTERVAL)
                 pgconn.consume_input()
                 continue
             if nbytes < 0:  # the server ended the stream
@@ -352,8 +352,7 @@ class ChangeFeed:
         pgconn = conn.pgconn
         pgconn.put_copy_data(struct.pack("!cqqqqB", b"r", self._received, self._confirmed, self._confirmed,
                                          now, 0))
-        while pgconn.flush():
-            await _wait(pgconn.socket, writable=True)
+        await flush(pgconn)
         self._feedback_at = time.monotonic()
 
     async def _decode(self, payload: bytes) -> None:
@@ -403,21 +402,3 @@ class ChangeFeed:
             rel.rls = bool(row[0])
             rel.pk = list(zip(list(row[1]), list(row[2]), strict=False))
         rel.checked_at = time.monotonic()
-
-
-
-async def _wait(fd: int, *, writable: bool = False, timeout: float | None = None) -> None:
-    """Until ``fd`` is readable (or writable), or ``timeout`` passes."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    (loop.add_writer if writable else loop.add_reader)(fd, wake)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready, timeout)
-    finally:
-        (loop.remove_writer if writable else loop.remove_reader)(fd)

@@ -256,6 +256,20 @@ class Connection:
         return True
 
 
+async def _scalar(conn: psycopg.AsyncConnection[Any], query: str,
+                  params: tuple[Any, ...]) -> tuple[Any, psycopg.Error | None]:
+    """(first column of the first row, None), or (None, the error) when the statement fails;
+    a lost connection raises instead (the caller retries it on another)."""
+    try:
+        cur = await conn.execute(query, params)
+        row = await cur.fetchone()
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        return None, exc
+    return (row[0] if row else None), None
+
+
 class RealtimeService:
     name = "realtime"
 
@@ -889,15 +903,10 @@ class RealtimeService:
 
             async def lookup(conn: psycopg.AsyncConnection[Any]) -> dict[str, bool]:
                 found: dict[str, bool] = {}
-                for role in missing:
-                    try:
-                        cur = await conn.execute("select has_table_privilege(%s, %s::oid, 'SELECT')", (role, rel.oid))
-                        row = await cur.fetchone()
-                        found[role] = bool(row and row[0])
-                    except psycopg.OperationalError:
-                        raise
-                    except psycopg.Error:  # e.g. a role that no longer exists
-                        found[role] = False
+                for role in missing:  # an error (a role that no longer exists) denies
+                    value, error = await _scalar(conn, "select has_table_privilege(%s, %s::oid, 'SELECT')",
+                                                 (role, rel.oid))
+                    found[role] = error is None and bool(value)
                 return found
 
             for role, ok in (await self._on_connection(lookup)).items():
@@ -928,28 +937,18 @@ class RealtimeService:
         query = "select realtime.appkit_visible_to(%s::oid::regclass, %s, %s::regtype[], %s, %s::jsonb, %s)"
 
         async def visible(conn: psycopg.AsyncConnection[Any], chunk: list[str]) -> list[bool]:
-            try:
-                # the claim sets as one JSON array, from each channel's serialized claims
-                cur = await conn.execute(query, (*args, "[" + ",".join(chunk) + "]", change.xid))
-                result = await cur.fetchone()
-                return [bool(f) for f in result[0]] if result and result[0] is not None else []
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as exc:
-                # a policy raised for some claim set: ask for each one alone, errors deny
-                log.warning("realtime: an RLS policy of %s raised (%s); checking subscribers one by one",
-                            rel.qualified, exc.sqlstate)
-            flags: list[bool] = []
+            # the claim sets as one JSON array, from each channel's serialized claims
+            flags, error = await _scalar(conn, query, (*args, "[" + ",".join(chunk) + "]", change.xid))
+            if error is None:
+                return [bool(f) for f in flags or []]
+            # a policy raised for some claim set: ask for each one alone, errors deny
+            log.warning("realtime: an RLS policy of %s raised (%s); checking subscribers one by one",
+                        rel.qualified, error.sqlstate)
+            alone: list[bool] = []
             for k in chunk:
-                try:
-                    cur = await conn.execute(query, (*args, f"[{k}]", change.xid))
-                    result = await cur.fetchone()
-                    flags.append(bool(result and result[0] and result[0][0]))
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error:
-                    flags.append(False)
-            return flags
+                flags, error = await _scalar(conn, query, (*args, f"[{k}]", change.xid))
+                alone.append(error is None and bool(flags and flags[0]))
+            return alone
 
         async def check(chunk: list[str]) -> None:
             flags = await self._on_connection(lambda conn: visible(conn, chunk))

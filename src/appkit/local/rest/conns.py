@@ -34,8 +34,7 @@ class ConnectionLease:
         self.size = size
         self.timeout = timeout
         self.max_idle = max_idle
-        self._idle: deque[Conn] = deque()  # most recently used last
-        self._idle_since: dict[int, float] = {}
+        self._idle: deque[tuple[Conn, float]] = deque()  # (connection, returned at), most recent last
         self._waiters: deque[asyncio.Future[Conn | None]] = deque()
         self._out = 0  # connections borrowed from the pool (idle or in use)
         self._reaper: asyncio.Task[None] | None = None
@@ -51,9 +50,7 @@ class ConnectionLease:
     async def _get(self) -> Conn:
         while True:
             if self._idle:
-                conn = self._idle.pop()  # the most recently used: the others may go idle
-                self._idle_since.pop(id(conn), None)
-                return conn
+                return self._idle.pop()[0]  # the most recently used: the others may go idle
             if self._out < self.size:
                 self._out += 1
                 try:
@@ -84,8 +81,7 @@ class ConnectionLease:
                 if not fut.done():
                     fut.set_result(conn)
                     return
-            self._idle.append(conn)
-            self._idle_since[id(conn)] = time.monotonic()
+            self._idle.append((conn, time.monotonic()))
             if self._reaper is None or self._reaper.done():
                 self._reaper = asyncio.create_task(self._reap(), name="rest-lease-reaper")
             return
@@ -103,9 +99,8 @@ class ConnectionLease:
         while self._idle:
             await asyncio.sleep(self.max_idle / 2)
             now = time.monotonic()
-            while self._idle and now - self._idle_since.get(id(self._idle[0]), now) >= self.max_idle:
-                conn = self._idle.popleft()
-                self._idle_since.pop(id(conn), None)
+            while self._idle and now - self._idle[0][1] >= self.max_idle:
+                conn, _ = self._idle.popleft()
                 self._out -= 1
                 with contextlib.suppress(Exception):
                     await self.pool.putconn(conn)
@@ -115,9 +110,8 @@ class ConnectionLease:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        self._idle_since.clear()
         while self._idle:
-            conn = self._idle.pop()
+            conn, _ = self._idle.pop()
             self._out -= 1
             with contextlib.suppress(Exception):
                 await self.pool.putconn(conn)

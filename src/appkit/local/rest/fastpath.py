@@ -12,7 +12,6 @@ psycopg normally.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 import weakref
@@ -22,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from appkit.local.pgsocket import flush, wait_socket
 from appkit.local.rest.errors import ApiError, from_fields
 
 _NAMED = re.compile(r"%%|%\((\w+)\)s")
@@ -121,7 +121,6 @@ async def run(
         if params is None:
             return None
         plan.append((stmt, params))
-    loop = asyncio.get_running_loop()
     fd = pg.socket
     done = False
     ops: list[tuple[bytes, bytes] | None] = []  # (sql, name) for a Parse, None for an Execute
@@ -141,8 +140,7 @@ async def run(
                 pg.send_query_params(stmt.sql, params, result_format=pq.Format.BINARY)
             ops.append(None)
         pg.pipeline_sync()
-        while pg.flush() != 0:
-            await _wait(loop, fd, write=True)
+        await flush(pg)
         synced = False
         while not synced:
             pg.consume_input()
@@ -155,7 +153,7 @@ async def run(
                     break
                 results.append(res)
             if not synced:
-                await _wait(loop, fd, write=False)
+                await wait_socket(fd)
         pg.exit_pipeline_mode()
         done = True
     except psycopg.OperationalError:
@@ -192,23 +190,3 @@ def _api_error(res: pq.abc.PGresult, anon: bool) -> ApiError:
         field(pq.DiagnosticField.SQLSTATE) or "", field(pq.DiagnosticField.MESSAGE_PRIMARY) or "",
         field(pq.DiagnosticField.MESSAGE_DETAIL), field(pq.DiagnosticField.MESSAGE_HINT), anon=anon,
     )
-
-
-async def _wait(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
-    fut: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    if write:
-        loop.add_writer(fd, ready)
-    else:
-        loop.add_reader(fd, ready)
-    try:
-        await fut
-    finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
