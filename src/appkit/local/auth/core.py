@@ -434,6 +434,54 @@ def sign(keys: JWTKeys, claims: dict[str, Any]) -> str:
     return (signing_input + b"." + sig).decode("ascii")
 
 
+#: the refresh grant's common case (see ``Tokens.refresh_fast``): which tokens qualify ...
+_REFRESH_LIVE = (
+    " join auth.sessions s on s.id = rt.session_id join auth.users u on u.id = s.user_id"
+    " where rt.revoked = false and u.deleted_at is null and (u.banned_until is null or u.banned_until <= now())"
+    " and (s.not_after is null or s.not_after > now())"
+)
+#: ... and what each answers: the access token's claims (but the times) and the user's JSON,
+#: from ``ss`` (the updated session) and ``u`` (its user)
+_REFRESH_ANSWER = (
+    " jsonb_build_object('aud', coalesce(nullif(u.aud, ''), 'authenticated'), 'sub', u.id,"
+    " 'email', coalesce(u.email, ''), 'phone', coalesce(u.phone, ''),"
+    " 'app_metadata', coalesce(u.raw_app_meta_data, '{}'),"
+    " 'user_metadata', coalesce(u.raw_user_meta_data, '{}'),"
+    " 'role', coalesce(nullif(u.role, ''), 'authenticated'), 'aal', coalesce(ss.aal::text, 'aal1'),"
+    " 'amr', coalesce((select jsonb_agg(jsonb_build_object('method', c.authentication_method,"
+    " 'timestamp', extract(epoch from c.updated_at)::bigint) order by c.updated_at desc)"
+    " from auth.mfa_amr_claims c where c.session_id = ss.id), '[]'),"
+    " 'session_id', ss.id, 'is_anonymous', u.is_anonymous)::text,"
+    f" ({USER_JSON_SQL})::text"
+)
+_REFRESH_ROTATE = (
+    " r as (update auth.refresh_tokens set revoked = true, updated_at = now() where id {match} (select id from t)),"
+    " n as (insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at,"
+    " parent, session_id) select {instance}, {new}, t.user_id::text, false, now(), now(), t.token, t.session_id"
+    " from t),"
+    " ss as (update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()"
+    " where id {match} (select session_id from t) returning id, aal)"
+)
+#: one token ($1; $2 instance, $3 the new token)
+_REFRESH_ONE_SQL = (
+    "with t as (select rt.id, rt.token, rt.session_id, s.user_id from auth.refresh_tokens rt"
+    + _REFRESH_LIVE + " and rt.token = $1 for update of rt, s),"
+    + _REFRESH_ROTATE.format(match="=", instance="$2", new="$3")
+    + " select" + _REFRESH_ANSWER + " from ss join auth.users u on u.id = (select user_id from t)"
+)
+#: distinct tokens ($1, $2 the new token for each, $3 instance); rows locked in id order, so
+#: two batches never wait on each other in a cycle; answers carry the token's ordinal
+_REFRESH_MANY_SQL = (
+    "with t as (select q.ord, q.new, rt.id, rt.token, rt.session_id, s.user_id"
+    " from unnest($1::text[], $2::text[]) with ordinality as q(token, new, ord)"
+    " join auth.refresh_tokens rt on rt.token = q.token"
+    + _REFRESH_LIVE + " order by rt.id for update of rt, s),"
+    + _REFRESH_ROTATE.format(match="in", instance="$3", new="t.new")
+    + " select t.ord," + _REFRESH_ANSWER
+    + " from t join ss on ss.id = t.session_id join auth.users u on u.id = t.user_id"
+)
+
+
 class Tokens:
     """Sessions, refresh tokens and access tokens as GoTrue issues them."""
 
@@ -496,54 +544,42 @@ class Tokens:
             raise forbidden("session_not_found", "Session from session_id claim in JWT does not exist")
         return str(row[0] or "aal1"), list(row[1])
 
-    async def refresh_fast(self, conn: Conn, token: str) -> str | None:
-        """The common case of the refresh grant in one statement (its own transaction): an
-        active token of a live session of a usable user is rotated; the session JSON, with the
-        user rendered by Postgres. None when anything else applies (revoked, unknown, banned,
-        expired): :meth:`refresh` then decides."""
-        new = new_refresh_token()
-        # a raw cursor ($n placeholders): the statement is longer than psycopg caches parsed
+    async def refresh_fast(self, conn: Conn, tokens: list[str]) -> list[str | None]:
+        """The common case of the refresh grant for several tokens in one statement (its own
+        transaction): each active token of a live session of a usable user is rotated; its
+        answer is the session JSON, with the user rendered by Postgres. None for a token where
+        anything else applies (revoked, unknown, banned, expired, or the same token twice in
+        ``tokens``): :meth:`refresh` then decides, after this statement has committed."""
+        first: dict[str, int] = {}
+        for i, token in enumerate(tokens):
+            first.setdefault(token, i)
+        unique = list(first)
+        news = [new_refresh_token() for _ in unique]
+        # a raw cursor ($n placeholders): the statements are longer than psycopg caches parsed
         # queries for, and this is the hottest write path of the service
         cur = AsyncRawCursor(conn)
-        await cur.execute(
-            "with t as (select rt.id, rt.token, rt.session_id, s.user_id from auth.refresh_tokens rt"
-            " join auth.sessions s on s.id = rt.session_id join auth.users u on u.id = s.user_id"
-            " where rt.token = $1 and rt.revoked = false and u.deleted_at is null"
-            " and (u.banned_until is null or u.banned_until <= now())"
-            " and (s.not_after is null or s.not_after > now()) for update of rt, s),"
-            " r as (update auth.refresh_tokens set revoked = true, updated_at = now()"
-            " where id = (select id from t)),"
-            " n as (insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at,"
-            " parent, session_id) select $2, $3, t.user_id::text, false, now(), now(), t.token,"
-            " t.session_id from t),"
-            " ss as (update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()"
-            " where id = (select session_id from t) returning id, aal)"
-            " select jsonb_build_object('aud', coalesce(nullif(u.aud, ''), 'authenticated'), 'sub', u.id,"
-            " 'email', coalesce(u.email, ''), 'phone', coalesce(u.phone, ''),"
-            " 'app_metadata', coalesce(u.raw_app_meta_data, '{}'),"
-            " 'user_metadata', coalesce(u.raw_user_meta_data, '{}'),"
-            " 'role', coalesce(nullif(u.role, ''), 'authenticated'), 'aal', coalesce(ss.aal::text, 'aal1'),"
-            " 'amr', coalesce((select jsonb_agg(jsonb_build_object('method', c.authentication_method,"
-            " 'timestamp', extract(epoch from c.updated_at)::bigint) order by c.updated_at desc)"
-            " from auth.mfa_amr_claims c where c.session_id = ss.id), '[]'),"
-            " 'session_id', ss.id, 'is_anonymous', u.is_anonymous)::text,"
-            f" ({USER_JSON_SQL})::text from ss join auth.users u on u.id = (select user_id from t)",
-            (token, INSTANCE_ID, new),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        base = json.loads(row[0])
+        rows: list[tuple[Any, ...]]
+        if len(unique) == 1:
+            await cur.execute(_REFRESH_ONE_SQL, (unique[0], INSTANCE_ID, news[0]))
+            rows = [(1, *row) for row in await cur.fetchall()]
+        else:
+            await cur.execute(_REFRESH_MANY_SQL, (unique, news, INSTANCE_ID))
+            rows = await cur.fetchall()
+        done: dict[int, str] = {}
         now = int(time.time())
         exp = now + self.cfg.jwt_expiry
-        claims = {"aud": base["aud"], "exp": exp, "iat": now, "iss": self.issuer, "sub": base["sub"],
-                  "email": base["email"], "phone": base["phone"], "app_metadata": base["app_metadata"],
-                  "user_metadata": base["user_metadata"], "role": base["role"], "aal": base["aal"],
-                  "amr": base["amr"], "session_id": base["session_id"], "is_anonymous": base["is_anonymous"]}
-        head = json.dumps({"access_token": sign(self.keys, claims), "token_type": "bearer",
-                           "expires_in": self.cfg.jwt_expiry, "expires_at": exp, "refresh_token": new},
-                          separators=(",", ":"))
-        return head[:-1] + ',"user":' + str(row[1]) + "}"
+        for ordinal, claims_json, user_json in rows:
+            base = json.loads(claims_json)
+            claims = {"aud": base["aud"], "exp": exp, "iat": now, "iss": self.issuer, "sub": base["sub"],
+                      "email": base["email"], "phone": base["phone"], "app_metadata": base["app_metadata"],
+                      "user_metadata": base["user_metadata"], "role": base["role"], "aal": base["aal"],
+                      "amr": base["amr"], "session_id": base["session_id"], "is_anonymous": base["is_anonymous"]}
+            new = news[ordinal - 1]
+            head = json.dumps({"access_token": sign(self.keys, claims), "token_type": "bearer",
+                               "expires_in": self.cfg.jwt_expiry, "expires_at": exp, "refresh_token": new},
+                              separators=(",", ":"))
+            done[ordinal - 1] = head[:-1] + ',"user":' + str(user_json) + "}"
+        return [done.get(first[token]) if first[token] == i else None for i, token in enumerate(tokens)]
 
     async def refresh(self, conn: Conn, token: str) -> dict[str, Any] | None:
         """The ``refresh_token`` grant, with GoTrue's rotation and reuse-interval rules.

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appkit.errors import AuthError
 from appkit.local.auth import core, mail, totp
+from appkit.local.auth.batch import Coalescer
 from appkit.local.auth.core import Conn, Row
 from appkit.local.auth.errors import (
     API_VERSION,
@@ -50,6 +51,10 @@ VERSION = "v2.180.0-appkit"
 ADMIN_ROLES = ("service_role", "supabase_admin")
 OPEN_PATHS = ("/verify", "/callback", "/authorize", "/health", "/.well-known/jwks.json")
 MFA_CHALLENGE_EXPIRY = 300
+#: refresh grants run at most this many statements at once; requests arriving meanwhile go
+#: together in the next statement (a statement's start-up dominates a refresh's cost in
+#: Postgres: ~0.5 ms alone, ~0.2 ms per token in a batch of 8)
+REFRESH_WORKERS = 2
 FLOW_STATE_EXPIRY = 300
 
 #: OAuth providers /authorize can redirect to: (authorize URL, default scopes)
@@ -131,6 +136,7 @@ class AuthService:
         self.issuer = ctx.api_url.rstrip("/") + "/auth/v1"
         self.tokens = core.Tokens(self.cfg, self.keys, self.issuer)
         self.hasher = Hasher()
+        self._refresh_batches = Coalescer(self._refresh_many, workers=REFRESH_WORKERS, max_batch=64)
         self.limiter = Limiter()
         self._pool: AsyncConnectionPool | None = None
         self._api_keys = {ctx.keys.anon_key, ctx.keys.service_role_key}
@@ -540,15 +546,29 @@ class AuthService:
         token = core.get_str(req.body, "refresh_token")
         if not token:
             raise bad_request("validation_failed", "refresh_token required")
-        async with self.pool.connection() as conn:
-            fast = await self.tokens.refresh_fast(conn, token)
-            if fast is not None:
-                return Response(fast, media_type="application/json")
-            async with conn.transaction():
-                session = await self.tokens.refresh(conn, token)
+        fast = await self._refresh_batches(token)
+        if fast is not None:
+            return Response(fast, media_type="application/json")
+        async with self.pool.connection() as conn, conn.transaction():
+            session = await self.tokens.refresh(conn, token)
         if session is None:
             raise bad_request(*core.REUSE_ERROR)
         return ok(session)
+
+    async def _refresh_many(self, tokens: list[str]) -> list[str | None]:
+        """The refresh grant's common case for the tokens of concurrent requests, in one
+        statement (``REFRESH_WORKERS``)."""
+        async with self.pool.connection() as conn:
+            try:
+                return await self.tokens.refresh_fast(conn, tokens)
+            except psycopg.Error as exc:
+                if len(tokens) == 1:
+                    raise
+                # not this request's fault (e.g. a deadlock with a concurrent batch; nothing was
+                # written): each token is refreshed alone on the general path
+                log.info("auth: a batch of %d refreshes failed (%s); refreshing them one by one",
+                         len(tokens), type(exc).__name__)
+                return [None] * len(tokens)
 
     async def _pkce_grant(self, req: Req) -> Response:
         code = core.get_str(req.body, "auth_code")
