@@ -5,6 +5,7 @@ requests made meanwhile are queued and then run as one batch, deterministically.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -13,6 +14,9 @@ import jwt
 import psycopg
 import pytest
 
+from appkit.local.auth import core
+from appkit.local.config import AuthConfig
+from appkit.local.keys import JWTKeys
 from tests.auth_support import client, local_only, new_email, random_ip
 from tests.support import StackHandle
 
@@ -56,7 +60,7 @@ async def _burst(stack: StackHandle, blockers: list[tuple[str, str, str]], token
                         assert time.monotonic() < deadline, "the blocked refreshes never reached their lock"
                         await asyncio.sleep(0.01)
             queued = [asyncio.create_task(refresh(token)) for token in tokens]
-            await asyncio.sleep(0.5)  # every queued request has reached the server
+            await asyncio.sleep(1.0)  # every queued request has reached the server (and waits)
             locker.commit()
             return list(await asyncio.gather(*held)), list(await asyncio.gather(*queued))
 
@@ -142,3 +146,24 @@ async def test_a_failing_batch_falls_back_to_one_refresh_per_token(stack: StackH
     assert "refused by a trigger" in _body(queued[-1])["msg"]
     # the victim's token was not rotated by the failed batch: it is still its session's active one
     assert db.execute("select revoked from auth.refresh_tokens where token = %s", (victim[0],)).fetchone() == (False,)
+
+
+async def test_the_batch_statement_maps_each_answer_to_its_token(stack: StackHandle,
+                                                                 db: psycopg.Connection[Any]) -> None:
+    """``Tokens.refresh_fast`` directly, with a repeated token ahead of the others (arrival
+    order is the network's): every answer belongs to its own token's session."""
+    local_only(stack)
+    twice, a, b = _session(stack), _session(stack), _session(stack)
+    tokens = [twice[0], "no-such-refresh-token", twice[0], a[0], twice[0], b[0]]
+    tokens_api = core.Tokens(AuthConfig(), JWTKeys(secret=stack.jwt_secret), "http://issuer")
+    conninfo = psycopg.conninfo.make_conninfo(stack.db_url, user="supabase_auth_admin")
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        answers = await tokens_api.refresh_fast(conn, tokens)
+    assert [x is None for x in answers] == [False, True, True, False, True, False]
+    for answer, (token, sid, uid) in ((answers[0], twice), (answers[3], a), (answers[5], b)):
+        assert answer is not None
+        body = json.loads(answer)
+        claims = jwt.decode(body["access_token"], stack.jwt_secret, algorithms=["HS256"], audience="authenticated")
+        assert (claims["session_id"], claims["sub"], body["user"]["id"]) == (sid, uid, uid)
+        assert db.execute("select parent, session_id::text from auth.refresh_tokens where token = %s and not revoked",
+                          (body["refresh_token"],)).fetchone() == (token, sid)

@@ -550,10 +550,12 @@ class Tokens:
         answer is the session JSON, with the user rendered by Postgres. None for a token where
         anything else applies (revoked, unknown, banned, expired, or the same token twice in
         ``tokens``): :meth:`refresh` then decides, after this statement has committed."""
-        first: dict[str, int] = {}
-        for i, token in enumerate(tokens):
-            first.setdefault(token, i)
-        unique = list(first)
+        # each distinct token once (its position in ``unique``); a repeat is answered None
+        slots: list[int | None] = []
+        position: dict[str, int] = {}
+        for token in tokens:
+            slots.append(None if token in position else position.setdefault(token, len(position)))
+        unique = list(position)
         news = [new_refresh_token() for _ in unique]
         # a raw cursor ($n placeholders): the statements are longer than psycopg caches parsed
         # queries for, and this is the hottest write path of the service
@@ -579,7 +581,7 @@ class Tokens:
                                "expires_in": self.cfg.jwt_expiry, "expires_at": exp, "refresh_token": new},
                               separators=(",", ":"))
             done[ordinal - 1] = head[:-1] + ',"user":' + str(user_json) + "}"
-        return [done.get(first[token]) if first[token] == i else None for i, token in enumerate(tokens)]
+        return [None if slot is None else done.get(slot) for slot in slots]
 
     async def refresh(self, conn: Conn, token: str) -> dict[str, Any] | None:
         """The ``refresh_token`` grant, with GoTrue's rotation and reuse-interval rules.
