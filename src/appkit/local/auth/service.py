@@ -51,11 +51,11 @@ VERSION = "v2.180.0-appkit"
 ADMIN_ROLES = ("service_role", "supabase_admin")
 OPEN_PATHS = ("/verify", "/callback", "/authorize", "/health", "/.well-known/jwks.json")
 MFA_CHALLENGE_EXPIRY = 300
+FLOW_STATE_EXPIRY = 300
 #: refresh grants run at most this many statements at once; requests arriving meanwhile go
 #: together in the next statement (a statement's start-up dominates a refresh's cost in
 #: Postgres: ~0.5 ms alone, ~0.2 ms per token in a batch of 8)
 REFRESH_WORKERS = 2
-FLOW_STATE_EXPIRY = 300
 
 #: OAuth providers /authorize can redirect to: (authorize URL, default scopes)
 PROVIDERS: dict[str, tuple[str, str]] = {
