@@ -49,9 +49,10 @@ class Coalescer(Generic[K, V]):
             self._busy -= 1
             self._hand_over()
 
-    def _take(self, limit: int) -> list[tuple[K, asyncio.Future[V]]]:
+    def _take(self) -> list[tuple[K, asyncio.Future[V]]]:
+        """The next batch: up to ``max_batch`` waiting calls, oldest first."""
         batch: list[tuple[K, asyncio.Future[V]]] = []
-        while self._waiting and len(batch) < limit:
+        while self._waiting and len(batch) < self.max_batch:
             key, future = self._waiting.popleft()
             if not future.done():  # a caller cancelled while waiting: its key is not run
                 batch.append((key, future))
@@ -74,7 +75,7 @@ class Coalescer(Generic[K, V]):
     async def _work(self) -> None:
         try:
             while self._waiting:
-                batch = self._take(self.max_batch)
+                batch = self._take()
                 if not batch:
                     continue
                 try:

@@ -462,12 +462,12 @@ _REFRESH_ROTATE = (
     " ss as (update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()"
     " where id {match} (select session_id from t) returning id, aal)"
 )
-#: one token ($1; $2 instance, $3 the new token)
+#: one token ($1; $2 instance, $3 the new token); answers in the batch statement's shape
 _REFRESH_ONE_SQL = (
     "with t as (select rt.id, rt.token, rt.session_id, s.user_id from auth.refresh_tokens rt"
     + _REFRESH_LIVE + " and rt.token = $1 for update of rt, s),"
     + _REFRESH_ROTATE.format(match="=", instance="$2", new="$3")
-    + " select" + _REFRESH_ANSWER + " from ss join auth.users u on u.id = (select user_id from t)"
+    + " select 1," + _REFRESH_ANSWER + " from ss join auth.users u on u.id = (select user_id from t)"
 )
 #: distinct tokens ($1, $2 the new token for each, $3 instance); rows locked in id order, so
 #: two batches never wait on each other in a cycle; answers carry the token's ordinal
@@ -560,13 +560,11 @@ class Tokens:
         # a raw cursor ($n placeholders): the statements are longer than psycopg caches parsed
         # queries for, and this is the hottest write path of the service
         cur = AsyncRawCursor(conn)
-        rows: list[tuple[Any, ...]]
         if len(unique) == 1:
             await cur.execute(_REFRESH_ONE_SQL, (unique[0], INSTANCE_ID, news[0]))
-            rows = [(1, *row) for row in await cur.fetchall()]
         else:
             await cur.execute(_REFRESH_MANY_SQL, (unique, news, INSTANCE_ID))
-            rows = await cur.fetchall()
+        rows = await cur.fetchall()
         done: dict[int, str] = {}
         now = int(time.time())
         exp = now + self.cfg.jwt_expiry

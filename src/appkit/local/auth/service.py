@@ -140,7 +140,6 @@ class AuthService:
         self.limiter = Limiter()
         self._pool: AsyncConnectionPool | None = None
         self._api_keys = {ctx.keys.anon_key, ctx.keys.service_role_key}
-        self._verified: dict[str, dict[str, Any]] = {}
         self._email_frequency = _duration(self.cfg.email.max_frequency, 1.0)
         self._sms_frequency = _duration(self.cfg.sms.max_frequency, 5.0)
         r: list[tuple[str, Handler, list[str]]] = [
@@ -259,26 +258,15 @@ class AuthService:
         return token.strip()
 
     def _verify_jwt(self, token: str) -> dict[str, Any]:
-        """``keys.verify`` with a cache of tokens already verified (their ``exp`` is re-checked):
-        clients send the same access token for its whole lifetime."""
-        claims = self._verified.get(token)
-        if claims is not None:
-            exp = claims.get("exp")
-            if isinstance(exp, int | float) and exp > time.time():
-                return claims
-            self._verified.pop(token, None)
-        claims = self.keys.verify(token)
-        if len(self._verified) >= 20_000:
-            self._verified.clear()
-        self._verified[token] = claims
-        return claims
+        """The token's claims (``keys.verify``, which remembers tokens it verified), or 401."""
+        try:
+            return self.keys.verify(token)
+        except AuthError as exc:
+            raise unauthorized("bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}") from None
 
     def _claims(self, req: Req) -> dict[str, Any]:
         token = self._bearer(req)
-        try:
-            claims = self._verify_jwt(token)
-        except AuthError as exc:
-            raise unauthorized("bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}") from None
+        claims = self._verify_jwt(token)
         aud = claims.get("aud")
         if (aud is not None and aud != "authenticated" and not (isinstance(aud, list) and "authenticated" in aud)
                 and claims.get("role") not in ADMIN_ROLES):
@@ -317,10 +305,7 @@ class AuthService:
 
     def _require_admin(self, req: Req) -> dict[str, Any]:
         token = self._bearer(req)
-        try:
-            claims = self._verify_jwt(token)
-        except AuthError as exc:
-            raise unauthorized("bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}") from None
+        claims = self._verify_jwt(token)
         if claims.get("role") not in ADMIN_ROLES:
             raise forbidden("not_admin", "User not allowed")
         return claims
