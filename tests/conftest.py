@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from appkit.db.bundled import copy_missing
 from tests.support import StackHandle, start_stack, write_project
 
 
@@ -28,6 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
         return
     workdir = tmp_path_factory.mktemp("stack")
     write_project(workdir)
+    copy_missing(workdir / "supabase" / "migrations")  # appkit's own schema, as `appkit init` ships it
     handle = start_stack(workdir)
     try:
         yield handle

@@ -35,6 +35,7 @@ project_id = "appkit-test"
 [api]
 port = {api_port}
 max_rows = 1000
+schemas = ["public", "graphql_public", "appkit"]
 [db]
 port = {db_port}
 [auth]
