@@ -1498,3 +1498,7 @@ def _obfuscated_user(email: str, phone: str, data: dict[str, Any]) -> dict[str, 
     return {"id": str(uuid.uuid4()), "aud": "authenticated", "role": "authenticated", "email": email, "phone": phone,
             "confirmation_sent_at": now, "app_metadata": {"provider": provider, "providers": [provider]},
             "user_metadata": data, "identities": [], "created_at": now, "updated_at": now, "is_anonymous": False}
+
+
+def create_service(ctx: StackContext) -> AuthService:
+    return AuthService(ctx)
