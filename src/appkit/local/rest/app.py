@@ -18,6 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import Receive, Scope, Send
 
+from appkit._jwt import EXPIRED_JWT
 from appkit.errors import AuthError
 from appkit.local.context import StackContext
 from appkit.local.rest import fastpath, openapi
@@ -251,7 +252,7 @@ class RestApp:
             try:
                 claims = self.ctx.keys.verify(token)
             except AuthError as exc:
-                expired = exc.code == "jwt_expired"
+                expired = exc.code == EXPIRED_JWT
                 msg = "JWT expired" if expired else str(exc)
                 raise ApiError(
                     401, "PGRST303" if expired else "PGRST301", msg,
