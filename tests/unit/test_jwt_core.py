@@ -23,7 +23,7 @@ def b64(obj: dict[str, Any]) -> str:
 
 
 def claims(**over: Any) -> dict[str, Any]:
-    base = {"sub": "u", "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 60}
+    base = {"sub": "u", "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 3600}
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
