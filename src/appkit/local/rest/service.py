@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections import OrderedDict
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -53,7 +51,6 @@ class RestService(Rpc, Writes):
         self._read_plans: dict[Any, tuple[ReadPlan, list[str], list[str]]] = {}
         self._headers_cache: dict[tuple[tuple[str, str], ...], str] = {}
         self.app: ASGIApp = self
-        self._jwt_cache: OrderedDict[str, tuple[dict[str, Any], float, str]] = OrderedDict()
 
     async def startup(self) -> None:
         pool: AsyncConnectionPool = await self.ctx.pool(
@@ -137,26 +134,16 @@ class RestService(Rpc, Writes):
             raise ApiError(401, "PGRST302", "No API key found in request",
                            hint="No `apikey` request header or url param was found.",
                            headers={"WWW-Authenticate": "Bearer"})
-        now = time.time()
-        cached = self._jwt_cache.get(token)
-        if cached is not None and cached[1] > now:
-            claims, _, claims_json = cached
-        else:
-            try:
-                claims = self.ctx.keys.verify(token)
-            except AuthError as exc:
-                expired = exc.code == EXPIRED_JWT
-                msg = "JWT expired" if expired else str(exc)
-                raise ApiError(
-                    401, "PGRST303" if expired else "PGRST301", msg,
-                    headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{msg}"'},
-                ) from None
-            claims_json = json.dumps(claims, separators=(",", ":"))
-            exp = claims.get("exp")
-            if isinstance(exp, (int, float)):
-                self._jwt_cache[token] = (claims, float(exp), claims_json)
-                if len(self._jwt_cache) > 1024:
-                    self._jwt_cache.popitem(last=False)
+        try:
+            claims = self.ctx.keys.verify(token)  # JWTKeys remembers the tokens it verified
+        except AuthError as exc:
+            expired = exc.code == EXPIRED_JWT
+            msg = "JWT expired" if expired else str(exc)
+            raise ApiError(
+                401, "PGRST303" if expired else "PGRST301", msg,
+                headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{msg}"'},
+            ) from None
+        claims_json = json.dumps(claims, separators=(",", ":"))
         role = claims.get("role") or self.anon_role
         if not isinstance(role, str):
             raise ApiError(401, "PGRST303", "JWT claim 'role' must be a string")
