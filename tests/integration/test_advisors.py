@@ -9,7 +9,9 @@ at WARN and above, for both.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +175,25 @@ def test_library_errors() -> None:
         Level.parse("loud")
     with pytest.raises(DatabaseError, match="cannot connect"):
         run_advisors(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout=2)
+
+
+def test_the_ci_gate_example(seeded: str, stack: StackHandle) -> None:
+    from tests.support import REPO
+
+    script = str(REPO / "examples" / "advisors_gate.py")
+    failing = subprocess.run([sys.executable, script], env={**os.environ, "SUPABASE_DB_URL": seeded},
+                             capture_output=True, text=True, timeout=120)
+    assert failing.returncode == 1, failing.stderr
+    assert "ERROR rls_disabled_in_public: Table `public.accounts` is public" in failing.stdout
+    assert "0013_rls_disabled_in_public" in failing.stdout and "WARN " not in failing.stdout
+    name = f"advisors_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        clean = subprocess.run([sys.executable, script, "warn"],
+                               env={**os.environ, "SUPABASE_DB_URL": _with_db(stack.db_url, name)},
+                               capture_output=True, text=True, timeout=120)
+        assert clean.returncode == 0 and "0 finding(s) at WARN or above" in clean.stdout, clean.stderr
+    finally:
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
