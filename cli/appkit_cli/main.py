@@ -31,6 +31,7 @@ from appkit.local import (
 from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
 from appkit_cli.db import db_app
+from appkit_cli.gen import gen_app
 from appkit_cli.mail import mail
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(gen_app, name="gen")
 app.command("mail")(mail)
 
 
