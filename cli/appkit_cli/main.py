@@ -32,6 +32,7 @@ from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
 from appkit_cli.db import db_app
 from appkit_cli.mail import mail
+from appkit_cli.schema import schema_app
 
 app = typer.Typer(
     name="appkit",
@@ -41,6 +42,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(schema_app, name="schema")
 app.command("mail")(mail)
 
 
@@ -80,7 +82,7 @@ def init(
     workdir: WorkdirOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.toml.")] = False,
 ) -> None:
-    """Create supabase/config.toml, supabase/migrations/ and supabase/seed.sql."""
+    """Create supabase/config.toml, supabase/migrations/ (with appkit's own migrations) and supabase/seed.sql."""
     paths = resolve_workdir(workdir)
     if paths.config_file.exists() and not force:
         raise fail(f"{paths.config_file} already exists (use --force to overwrite)")
@@ -93,6 +95,10 @@ def init(
     ignore = paths.supabase_dir / ".gitignore"
     if not ignore.exists():
         write_atomic(ignore, templates.GITIGNORE.encode(), 0o644)
+    from appkit.db.bundled import copy_missing
+
+    for copied in copy_missing(paths.migrations_dir):
+        console.print(f"Copied appkit's [bold]supabase/migrations/{copied.name}[/]")
     console.print(f"Initialised a Supabase project in [bold]{paths.supabase_dir}[/]. Run [bold]appkit dev[/] next.")
 
 
