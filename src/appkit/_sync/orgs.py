@@ -146,10 +146,13 @@ class Orgs:
     # organizations --------------------------------------------------------------------
     def create(self, name: str, slug: str, *, metadata: Mapping[str, Any] | None = None,
                      owner: UserRef | None = None) -> Organization:
-        """Create an organization; the caller becomes its owner (the service role names ``owner``)."""
+        """Create an organization; the caller becomes its owner (the service role names ``owner``:
+        a user id, or an e-mail address)."""
         params: dict[str, Any] = {"name": _check_name(name), "slug": _check_slug(slug),
                                   "metadata": _check_metadata(metadata if metadata is not None else {})}
-        if owner is not None:
+        if isinstance(owner, str) and "@" in owner and self._scope.role == "service_role":
+            params["owner_id"] = self._find_user(owner)
+        elif owner is not None:
             params["owner_id"] = _user_id(owner)
         elif self._scope.role == "service_role":
             raise errors.ValidationError("the service role must name the organization's owner", code="owner_required")
@@ -166,6 +169,15 @@ class Orgs:
         with boundary():
             response = client.from_("organizations").select("*").in_("id", list(roles)).order("name").execute()
         return [_parse(Organization, {**row, "role": roles.get(str(row["id"]))}) for row in response.data or []]
+
+    def list(self, *, limit: int = 1000) -> builtins.list[Organization]:
+        """Organizations visible to the caller by name (every one for the service role)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000:
+            raise errors.ValidationError("limit must be between 1 and 10000", code="invalid_limit")
+        client = self._rest()
+        with boundary():
+            response = client.from_("organizations").select("*").order("name").limit(limit).execute()
+        return [_parse(Organization, row) for row in response.data or []]
 
     def get(self, org: OrgRef) -> Organization:
         """One organization by id or slug; ``errors.NotFound`` if missing or not visible."""
