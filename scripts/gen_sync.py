@@ -37,6 +37,8 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncTable", "Table"),
     ("AsyncAuth", "Auth"),
     ("AsyncFiles", "Files"),
+    ("AsyncOrgs", "Orgs"),
+    ("AsyncRbac", "Rbac"),
     ("AsyncRealtime", "Realtime"),
     ("asyncio.Lock", "threading.Lock"),
     ("asyncio.sleep", "time.sleep"),

@@ -33,6 +33,8 @@ from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console,
 from appkit_cli.db import db_app
 from appkit_cli.gen import gen_app
 from appkit_cli.mail import mail
+from appkit_cli.orgs import orgs_app
+from appkit_cli.schema import schema_app
 
 app = typer.Typer(
     name="appkit",
@@ -43,6 +45,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(gen_app, name="gen")
+app.add_typer(schema_app, name="schema")
+app.add_typer(orgs_app, name="orgs")
 app.command("mail")(mail)
 
 
@@ -82,7 +86,7 @@ def init(
     workdir: WorkdirOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.toml.")] = False,
 ) -> None:
-    """Create supabase/config.toml, supabase/migrations/ and supabase/seed.sql."""
+    """Create supabase/config.toml, supabase/migrations/ (with appkit's own migrations) and supabase/seed.sql."""
     paths = resolve_workdir(workdir)
     if paths.config_file.exists() and not force:
         raise fail(f"{paths.config_file} already exists (use --force to overwrite)")
@@ -95,6 +99,10 @@ def init(
     ignore = paths.supabase_dir / ".gitignore"
     if not ignore.exists():
         write_atomic(ignore, templates.GITIGNORE.encode(), 0o644)
+    from appkit.db.bundled import copy_missing
+
+    for copied in copy_missing(paths.migrations_dir):
+        console.print(f"Copied appkit's [bold]supabase/migrations/{copied.name}[/]")
     console.print(f"Initialised a Supabase project in [bold]{paths.supabase_dir}[/]. Run [bold]appkit dev[/] next.")
 
 

@@ -12,6 +12,7 @@ from supabase_auth.types import Session
 from appkit import errors
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
+from appkit._async.orgs import AsyncOrgs, AsyncRbac
 from appkit._async.scope import AsyncCore, AsyncScope
 from appkit._async.table import AsyncTable
 from appkit.auth.jwt import JWKSCache
@@ -115,6 +116,16 @@ class AsyncAppKit:
     @property
     def files(self) -> AsyncFiles:
         return AsyncFiles(self._scope)
+
+    @property
+    def orgs(self) -> AsyncOrgs:
+        """Organizations, members and invitations (schema appkit), as this client's caller."""
+        return AsyncOrgs(self._scope)
+
+    @property
+    def rbac(self) -> AsyncRbac:
+        """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
+        return AsyncRbac(self._scope)
 
     @property
     def realtime(self) -> AsyncRealtime:

@@ -13,6 +13,7 @@ from supabase_auth.types import Session
 from appkit import errors
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
+from appkit._sync.orgs import Orgs, Rbac
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
 from appkit.auth.jwt import JWKSCache
@@ -116,6 +117,16 @@ class AppKit:
     @property
     def files(self) -> Files:
         return Files(self._scope)
+
+    @property
+    def orgs(self) -> Orgs:
+        """Organizations, members and invitations (schema appkit), as this client's caller."""
+        return Orgs(self._scope)
+
+    @property
+    def rbac(self) -> Rbac:
+        """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
+        return Rbac(self._scope)
 
     @property
     def realtime(self) -> Realtime:
