@@ -142,24 +142,27 @@ comment on function appkit.enqueue(text, jsonb, timestamptz, integer, integer, t
     'Enqueue a job (in the caller''s transaction); an unfinished job with the same idempotency key is returned instead';
 
 -- Enqueue many jobs of one queue in one statement: payloads is a JSON array of payloads.
--- Returns the new jobs' ids in payload order.
+-- Returns the new jobs' ids in payload order (an array, so no API row limit truncates it).
 create function appkit.enqueue_many(
     queue text,
     payloads jsonb,
     run_at timestamptz default null,
     priority integer default 0,
     max_attempts integer default 5
-) returns setof bigint
+) returns bigint[]
 language sql
 set search_path = ''
 as $$
-    insert into appkit.jobs (queue, payload, run_at, priority, max_attempts)
-    select enqueue_many.queue, p.value, coalesce(enqueue_many.run_at, now()), coalesce(enqueue_many.priority, 0),
-           coalesce(enqueue_many.max_attempts, 5)
-      from jsonb_array_elements(case when jsonb_typeof(payloads) = 'array' then payloads
-                                     else jsonb_build_array(payloads) end) with ordinality as p(value, n)
-     order by p.n
-    returning id;
+    with added as (
+        insert into appkit.jobs (queue, payload, run_at, priority, max_attempts)
+        select enqueue_many.queue, p.value, coalesce(enqueue_many.run_at, now()), coalesce(enqueue_many.priority, 0),
+               coalesce(enqueue_many.max_attempts, 5)
+          from jsonb_array_elements(case when jsonb_typeof(payloads) = 'array' then payloads
+                                         else jsonb_build_array(payloads) end) with ordinality as p(value, n)
+         order by p.n
+        returning id
+    )
+    select coalesce(array_agg(id order by id), '{}') from added;
 $$;
 comment on function appkit.enqueue_many(text, jsonb, timestamptz, integer, integer) is
     'Enqueue one job per element of a JSON array, in one statement; returns the ids in order';

@@ -31,6 +31,7 @@ from appkit.local.stack import (
 from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
 from appkit_cli.db import db_app
+from appkit_cli.jobs import jobs_app
 from appkit_cli.mail import mail
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
 app.command("mail")(mail)
 
 

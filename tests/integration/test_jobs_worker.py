@@ -35,8 +35,10 @@ def test_enqueue_from_sql_and_idempotency(stack: StackHandle) -> None:
     assert [r["payload"] for r in rows] == [{"name": "a"}, {"name": "c"}]
     assert all(r["status"] == "queued" and r["attempts"] == 0 and r["max_attempts"] == 5 for r in rows)
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
-        ids = [r[0] for r in conn.execute("select appkit.enqueue_many(%s, %s::jsonb)",
-                                          (q, '[{"name": "x"}, {"name": "y"}, {"name": "z"}]')).fetchall()]
+        row = conn.execute("select appkit.enqueue_many(%s, %s::jsonb)",
+                           (q, '[{"name": "x"}, {"name": "y"}, {"name": "z"}]')).fetchone()
+        assert row is not None
+        ids = row[0]
         assert ids == sorted(ids) and len(ids) == 3
         # a finished job frees its idempotency key
         conn.execute("update appkit.jobs set status = 'succeeded', finished_at = now() where id = %s", (a,))

@@ -13,6 +13,7 @@ from supabase_auth.types import Session
 from appkit import errors
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
+from appkit._sync.jobs import Jobs
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
 from appkit.auth.jwt import JWKSCache
@@ -116,6 +117,11 @@ class AppKit:
     @property
     def files(self) -> Files:
         return Files(self._scope)
+
+    @property
+    def jobs(self) -> Jobs:
+        """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
+        return Jobs(self._scope)
 
     @property
     def realtime(self) -> Realtime:

@@ -125,7 +125,7 @@ with fired as (
 )
 insert into appkit.jobs (queue, payload, priority, max_attempts, idempotency_key)
 select f.queue, f.payload, f.priority, f.max_attempts,
-       'schedule:' || f.name || ':' || to_char(f.last_run_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+       'schedule:' || f.name || ':' || to_char(f.last_run_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
   from fired f
 on conflict (queue, idempotency_key)
    where idempotency_key is not null and status in ('queued', 'running', 'failed')
