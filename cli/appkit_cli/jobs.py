@@ -250,6 +250,8 @@ def work(
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once (default: the worker's).", min=1)] = None,
     db_url: DbUrlOption = None,
     workdir: WorkdirOption = None,
+    transaction_pooler: Annotated[bool, typer.Option(
+        "--transaction-pooler", help="The URL goes through a pooler in transaction mode: poll, no LISTEN.")] = False,
     log_format: Annotated[LogFormat, typer.Option(help="Log lines as text or JSON.")] = LogFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log job starts too.")] = False,
 ) -> None:
@@ -268,6 +270,8 @@ def work(
     worker = getattr(module, attr, None)
     if not isinstance(worker, Worker):
         raise fail(f"{target} is not an appkit.jobs.Worker")
+    if transaction_pooler:
+        worker.transaction_pooler = True
     if concurrency is not None:
         worker.concurrency = concurrency
         worker.batch_size = concurrency

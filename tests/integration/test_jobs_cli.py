@@ -106,3 +106,39 @@ def test_no_stack_and_no_env_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "supabase").mkdir()
     proc = run_cli("jobs", "list", "--workdir", str(tmp_path), env={"SUPABASE_URL": "", "SUPABASE_SERVICE_ROLE_KEY": ""})
     assert proc.returncode == 1 and "not running" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_example_worker_runs_under_appkit_jobs_work(stack: StackHandle, tmp_path: Path) -> None:
+    """docs/jobs.md's example (examples/jobs_worker.py), as the docs run it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support import REPO
+
+    assert stack.workdir is not None
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "appkit_cli", "jobs", "work", "examples.jobs_worker:worker",
+                                 "--workdir", str(stack.workdir), "--log-format", "json"],
+                                cwd=REPO, stdout=out, stderr=out, env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            email = ok_json(stack, "enqueue", "emails", '{"to": "ada@example.com", "name": "Ada"}')
+            thumb = ok_json(stack, "enqueue", "thumbnails", '{"bucket": "b", "path": "p.png"}')
+            bad = ok_json(stack, "enqueue", "emails", '{"to": "x"}')
+            wanted = {email["id"]: "succeeded", thumb["id"]: "succeeded", bad["id"]: "dead"}  # type: ignore[index]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                got = {j: ok_json(stack, "show", str(j))["status"] for j in wanted}  # type: ignore[index]
+                if got == wanted:
+                    break
+                time.sleep(0.3)
+            assert got == wanted, log.read_text()[-3000:]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    done = [r for r in lines if r.get("job_id") == email["id"] and r.get("status") == "succeeded"]  # type: ignore[index]
+    assert done and done[0]["queue"] == "emails" and "duration_ms" in done[0]

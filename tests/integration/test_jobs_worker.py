@@ -341,3 +341,23 @@ def test_worker_configuration_errors(stack: StackHandle) -> None:
         finally:
             if saved is not None:
                 os.environ["SUPABASE_DB_URL"] = saved
+
+
+async def test_transaction_pooler_mode_polls_without_listen(stack: StackHandle) -> None:
+    q = qname("pooled")
+    seen: list[int] = []
+    worker = Worker(stack.db_url, transaction_pooler=True, poll_interval=0.2)
+
+    @worker.job(q)
+    async def handle(payload: dict[str, int]) -> None:
+        seen.append(payload["i"])
+
+    async with running(worker):
+        await asyncio.sleep(0.3)
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            listeners = conn.execute("select count(*) from pg_stat_activity where application_name = "
+                                     "'appkit-jobs-worker' and query ilike 'listen%%'").fetchone()
+        for i in range(5):
+            enqueue(stack.db_url, q, {"i": i})
+        await wait_until(lambda: sorted(seen) == [0, 1, 2, 3, 4], what="polled jobs")
+    assert listeners == (0,)

@@ -156,12 +156,18 @@ class Worker:
     claims per statement (default: ``concurrency``); ``lease`` how long a claimed job stays
     this worker's without a heartbeat (heartbeats every ``lease / 3``); ``shutdown_grace`` how
     long in-flight jobs may take to finish after a stop before they are released.
+
+    ``synchronous_commit=False`` (default) lets the worker's own state changes (claim, done,
+    heartbeat) skip the WAL flush wait; a database crash can then only make a job run again.
+    ``transaction_pooler=True`` is for a URL through a pooler in transaction mode (Supavisor
+    port 6543): no LISTEN (polling only), no prepared statements, no session settings.
     """
 
     def __init__(self, db_url: str | None = None, *, concurrency: int = 10, batch_size: int | None = None,
                  lease: float = 30.0, poll_interval: float = 1.0, shutdown_grace: float = 30.0,
                  schedules: bool = True, maintenance_interval: float = 1.0, purge_interval: float = 60.0,
-                 purge_batch: int = 10000, name: str | None = None) -> None:
+                 purge_batch: int = 10000, synchronous_commit: bool = False, transaction_pooler: bool = False,
+                 name: str | None = None) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
         if lease < 1:
@@ -178,6 +184,8 @@ class Worker:
         self.maintenance_interval = float(maintenance_interval)
         self.purge_interval = float(purge_interval)
         self.purge_batch = purge_batch
+        self.synchronous_commit = synchronous_commit
+        self.transaction_pooler = transaction_pooler
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.handlers: dict[str, Handler] = {}
         self._stop: asyncio.Event | None = None
@@ -276,11 +284,19 @@ class Worker:
             self.stop()
 
 
-async def _connect(url: str) -> psycopg.AsyncConnection[TupleRow]:
-    return await psycopg.AsyncConnection.connect(
+async def _connect(url: str, *, synchronous_commit: bool = True,
+                   pooled: bool = False) -> psycopg.AsyncConnection[TupleRow]:
+    conn = await psycopg.AsyncConnection.connect(
         url, autocommit=True, connect_timeout=10, application_name="appkit-jobs-worker",
         keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+        prepare_threshold=None if pooled else 5,
     )
+    if not synchronous_commit and not pooled:
+        # State changes of claimed jobs need not wait for the WAL flush: one lost to a database
+        # crash only makes its job run again (at least once), never lost. Enqueues are not
+        # affected (they commit in the enqueuer's own session).
+        await conn.execute("set synchronous_commit = off")
+    return conn
 
 
 class _Run:
@@ -304,7 +320,8 @@ class _Run:
     async def main(self, stop: asyncio.Event) -> None:
         log.info("worker %s started: queues %s, concurrency %d", self.w.id, ",".join(self.queues),
                  self.w.concurrency)
-        listener = asyncio.create_task(self._listen(), name="appkit-jobs-listen")
+        listener = asyncio.create_task(self._listen() if not self.w.transaction_pooler else asyncio.sleep(0),
+                                       name="appkit-jobs-listen")
         maintenance = asyncio.create_task(self._maintain(), name="appkit-jobs-maintenance")
         pump = asyncio.create_task(self._pump(), name="appkit-jobs-pump")
         stopper = asyncio.create_task(stop.wait())
@@ -358,7 +375,8 @@ class _Run:
 
     async def _connection(self) -> psycopg.AsyncConnection[TupleRow]:
         if self.conn is None or self.conn.closed:
-            self.conn = await _connect(self.url)
+            self.conn = await _connect(self.url, synchronous_commit=self.w.synchronous_commit,
+                                       pooled=self.w.transaction_pooler)
             if self.connected_once:
                 log.info("worker %s reconnected to Postgres", self.w.id)
             self.connected_once = True
@@ -465,8 +483,8 @@ class _Run:
 
     async def _execute(self, ctx: JobContext, handler: Handler, payload: Any) -> None:
         started = time.perf_counter()
-        extra = {"job_id": ctx.id, "queue": ctx.queue, "attempt": ctx.attempt, "worker": self.w.id}
-        log.debug("job %d (%s) attempt %d started", ctx.id, ctx.queue, ctx.attempt, extra=extra)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %d (%s) attempt %d started", ctx.id, ctx.queue, ctx.attempt, extra=self._extra(ctx))
         try:
             try:
                 value = handler.parse(payload)
@@ -490,11 +508,15 @@ class _Run:
             ms = (time.perf_counter() - started) * 1000
             if log.isEnabledFor(logging.INFO):
                 log.info("job %d (%s) succeeded in %.1f ms", ctx.id, ctx.queue, ms,
-                         extra={**extra, "status": "succeeded", "duration_ms": round(ms, 3)})
+                         extra={**self._extra(ctx), "status": "succeeded", "duration_ms": round(ms, 3)})
         finally:
-            if self.running.get(ctx.id) is not None and self.running[ctx.id].ctx.attempt == ctx.attempt:
+            current = self.running.get(ctx.id)
+            if current is not None and current.ctx is ctx:
                 del self.running[ctx.id]
             self.wake.set()
+
+    def _extra(self, ctx: JobContext) -> dict[str, Any]:
+        return {"job_id": ctx.id, "queue": ctx.queue, "attempt": ctx.attempt, "worker": self.w.id}
 
     def _failed(self, ctx: JobContext, handler: Handler, error: str, *, dead: bool, started: float) -> None:
         limit = handler.max_attempts or ctx.max_attempts
@@ -503,8 +525,8 @@ class _Run:
         self.state.failures.append(_Failure(ctx.id, ctx.attempt, error, dead, retry_in, handler.max_attempts))
         ms = (time.perf_counter() - started) * 1000
         first = error.splitlines()[0] if error else ""
-        extra = {"job_id": ctx.id, "queue": ctx.queue, "attempt": ctx.attempt, "worker": self.w.id,
-                 "status": "dead" if final else "failed", "duration_ms": round(ms, 3), "error": first}
+        extra = {**self._extra(ctx), "status": "dead" if final else "failed", "duration_ms": round(ms, 3),
+                 "error": first}
         if final:
             log.error("job %d (%s) is dead after attempt %d: %s", ctx.id, ctx.queue, ctx.attempt, first, extra=extra)
         else:
@@ -564,7 +586,7 @@ class _Run:
         next_purge = time.monotonic() + min(self.w.purge_interval, 5.0)
         while True:
             try:
-                conn = await _connect(self.url)
+                conn = await _connect(self.url, pooled=self.w.transaction_pooler)
                 async with conn:
                     backoff = 0.1
                     while True:
