@@ -39,6 +39,7 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncFiles", "Files"),
     ("AsyncOrgs", "Orgs"),
     ("AsyncRbac", "Rbac"),
+    ("AsyncJobs", "Jobs"),
     ("AsyncRealtime", "Realtime"),
     ("asyncio.Lock", "threading.Lock"),
     ("asyncio.sleep", "time.sleep"),

@@ -32,6 +32,7 @@ from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
 from appkit_cli.db import db_app
 from appkit_cli.gen import gen_app
+from appkit_cli.jobs import jobs_app
 from appkit_cli.mail import mail
 from appkit_cli.orgs import orgs_app
 from appkit_cli.schema import schema_app
@@ -47,6 +48,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(gen_app, name="gen")
 app.add_typer(schema_app, name="schema")
 app.add_typer(orgs_app, name="orgs")
+app.add_typer(jobs_app, name="jobs")
 app.command("mail")(mail)
 
 

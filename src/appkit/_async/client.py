@@ -13,6 +13,7 @@ from appkit import errors
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
 from appkit._async.orgs import AsyncOrgs, AsyncRbac
+from appkit._async.jobs import AsyncJobs
 from appkit._async.scope import AsyncCore, AsyncScope
 from appkit._async.table import AsyncTable
 from appkit.auth.jwt import JWKSCache
@@ -126,6 +127,9 @@ class AsyncAppKit:
     def rbac(self) -> AsyncRbac:
         """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
         return AsyncRbac(self._scope)
+    def jobs(self) -> AsyncJobs:
+        """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
+        return AsyncJobs(self._scope)
 
     @property
     def realtime(self) -> AsyncRealtime:

@@ -14,6 +14,7 @@ from appkit import errors
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
 from appkit._sync.orgs import Orgs, Rbac
+from appkit._sync.jobs import Jobs
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
 from appkit.auth.jwt import JWKSCache
@@ -127,6 +128,9 @@ class AppKit:
     def rbac(self) -> Rbac:
         """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
         return Rbac(self._scope)
+    def jobs(self) -> Jobs:
+        """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
+        return Jobs(self._scope)
 
     @property
     def realtime(self) -> Realtime:
