@@ -14,6 +14,7 @@ from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
 from appkit._async.scope import AsyncCore, AsyncScope
 from appkit._async.table import AsyncTable
+from appkit._async.users import AsyncUsers
 from appkit.auth.jwt import JWKSCache
 from appkit.model import M
 from appkit.realtime import AsyncRealtime
@@ -115,6 +116,11 @@ class AsyncAppKit:
     @property
     def files(self) -> AsyncFiles:
         return AsyncFiles(self._scope)
+
+    @property
+    def users(self) -> AsyncUsers:
+        """Manage users through the auth admin API: only on ``app.admin`` (the service role)."""
+        return AsyncUsers(self._scope)
 
     @property
     def realtime(self) -> AsyncRealtime:

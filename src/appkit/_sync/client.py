@@ -15,6 +15,7 @@ from appkit._sync.auth import Auth
 from appkit._sync.files import Files
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
+from appkit._sync.users import Users
 from appkit.auth.jwt import JWKSCache
 from appkit.model import M
 from appkit.realtime import Realtime
@@ -116,6 +117,11 @@ class AppKit:
     @property
     def files(self) -> Files:
         return Files(self._scope)
+
+    @property
+    def users(self) -> Users:
+        """Manage users through the auth admin API: only on ``app.admin`` (the service role)."""
+        return Users(self._scope)
 
     @property
     def realtime(self) -> Realtime:
