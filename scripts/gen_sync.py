@@ -39,6 +39,7 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncAuth", "Auth"),
     ("AsyncFiles", "Files"),
     ("AsyncUsers", "Users"),
+    ("AsyncTusUpload", "TusUpload"),
     ("AsyncRealtime", "Realtime"),
     ("asyncio.Lock", "threading.Lock"),
     ("asyncio.sleep", "time.sleep"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import builtins
 import io
-from collections.abc import Sequence
+import mimetypes
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from storage3.types import BaseBucket
 
 from appkit import errors
 from appkit._sync.scope import Scope
+from appkit._sync.tus import CHUNK_SIZE, TusUpload, ProgressCallback
 from appkit._errors_map import boundary
 
 
@@ -79,8 +81,19 @@ class Files:
 
     def upload(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None,
                      upsert: bool = False, cache_control: int | None = None) -> StoredFile:
-        """Store ``data`` (bytes, a path on disk, or a binary file object) at ``bucket/path``."""
+        """Store ``data`` (bytes, a path on disk, or a binary file object) at ``bucket/path``.
+
+        A path on disk larger than 6 MB goes up with ``upload_resumable`` (streamed in 6 MB chunks).
+        """
         _check_path(path)
+        if isinstance(data, (str, Path)):
+            try:
+                size = Path(data).stat().st_size
+            except OSError as exc:
+                raise errors.ValidationError(f"cannot read {data}: {exc.strerror}", code="invalid_file") from None
+            if size > CHUNK_SIZE:
+                return self.upload_resumable(bucket, path, data, content_type=content_type, upsert=upsert,
+                                                   cache_control=cache_control)
         content = _bytes_of(data)
         options: dict[str, Any] = {"upsert": "true" if upsert else "false"}
         if content_type:
@@ -91,6 +104,33 @@ class Files:
         with boundary():
             response = storage.from_(bucket).upload(path, content, options)  # type: ignore[arg-type]
         return StoredFile(bucket=bucket, path=response.path, key=response.full_path)
+
+    def upload_resumable(self, bucket: str, path: str, file: str | Path, *, content_type: str | None = None,
+                               upsert: bool = False, cache_control: int | None = None,
+                               on_progress: ProgressCallback | None = None, resume_url: str | None = None,
+                               on_url: Callable[[str], None] | None = None, chunk_size: int = CHUNK_SIZE,
+                               retries: int = 5) -> StoredFile:
+        """Upload a file from disk with the TUS protocol, ``chunk_size`` bytes at a time (never whole in memory).
+
+        ``on_progress(sent, total)`` follows each chunk. A dropped connection is resumed where the
+        server stopped (up to ``retries`` times in a row); after that ``errors.UploadInterrupted``
+        carries the ``upload_url`` to pass as ``resume_url`` later (``on_url`` hears it as soon as the
+        upload exists, e.g. to store it against a crash). A ``resume_url`` the server no longer
+        knows starts a new upload.
+        """
+        _check_path(path)
+        if not isinstance(bucket, str) or not bucket:
+            raise errors.ValidationError("invalid bucket name", code="InvalidBucketName")
+        if not isinstance(file, (str, Path)):
+            raise errors.ValidationError("upload_resumable takes a path on disk", code="invalid_file")
+        kind = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        token = self._scope.token()
+        endpoint = f"{self._scope.core.settings.storage_url.rstrip('/')}/upload/resumable"
+        upload = TusUpload(self._scope.core.http, endpoint, self._scope.headers(token), chunk_size=chunk_size,
+                                retries=retries)
+        upload.run(Path(file), bucket=bucket, path=path, content_type=kind, upsert=upsert,
+                         cache_control=cache_control, resume_url=resume_url, on_url=on_url, on_progress=on_progress)
+        return StoredFile(bucket=bucket, path=path, key=f"{bucket}/{path}")
 
     def update(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None) -> StoredFile:
         """Replace an existing object."""
