@@ -46,6 +46,8 @@ NAMES: list[tuple[str, str]] = [
     ("__aenter__", "__enter__"),
     ("__aexit__", "__exit__"),
     ("aclose", "close"),
+    ("aiter_bytes", "iter_bytes"),
+    ("aread", "read"),
 ]
 
 SYNTAX: list[tuple[str, str]] = [

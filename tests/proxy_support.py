@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ class CuttingProxy:
         self.connections = 0
         self.cuts = 0
         self.cut_all = False
+        self.throttle = 0.0  # seconds to wait per forwarded request read (64 KiB at most)
         self._cut_after: int | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -74,6 +76,8 @@ class CuttingProxy:
             if self.cut_all or limit is not None:
                 self._cut(client, upstream)
                 return
+            if self.throttle:
+                time.sleep(self.throttle)
             try:
                 upstream.sendall(data)
             except OSError:

@@ -85,7 +85,7 @@ def admin_client(workdir: Path | None, url: str | None, service_role_key: str | 
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -97,17 +97,17 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except AppKitError as exc:
-            raise fail(_escape(str(exc))) from None
+            raise fail(str(exc)) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except OSError as exc:
-            raise fail(_escape(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))) from None
+            raise fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
             if os.environ.get("APPKIT_DEBUG"):
                 raise
-            raise fail(_escape(f"unexpected {type(exc).__name__}: {exc} (set APPKIT_DEBUG=1 for a traceback)"),
+            raise fail(f"unexpected {type(exc).__name__}: {exc} (set APPKIT_DEBUG=1 for a traceback)",
                        code=2) from None
 
     return wrapper

@@ -32,6 +32,7 @@ from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
 from appkit_cli.db import db_app
 from appkit_cli.mail import mail
+from appkit_cli.storage import storage_app
 from appkit_cli.users import users_app
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(storage_app, name="storage")
 app.command("mail")(mail)
 
 

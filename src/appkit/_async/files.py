@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from storage3.types import BaseBucket
 
 from appkit import errors
 from appkit._async.scope import AsyncScope
 from appkit._async.tus import CHUNK_SIZE, AsyncTusUpload, ProgressCallback
-from appkit._errors_map import boundary
+from appkit._errors_map import boundary, from_response
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,41 @@ class AsyncFiles:
         with boundary():
             return await storage.from_(bucket).download(path)
 
+    async def download_to(self, bucket: str, path: str, dest: str | Path, *,
+                          on_progress: ProgressCallback | None = None) -> int:
+        """Stream an object to ``dest`` on disk (never whole in memory); returns its size.
+
+        The bytes go to a temporary file next to ``dest`` that replaces it only once complete.
+        """
+        _check_path(path)
+        target = Path(dest)
+        token = await self._scope.token()
+        url = f"{self._scope.core.settings.storage_url.rstrip('/')}/object/{quote(bucket)}/{quote(path)}"
+        temp = target.with_name(f".{target.name}.part")
+        http = self._scope.core.http
+        with boundary():
+            response = await http.send(http.build_request("GET", url, headers=self._scope.headers(token)),
+                                        stream=True)
+        done = 0
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise from_response(response)
+            total = int(response.headers.get("content-length") or 0)
+            with open(temp, "wb") as out, boundary():
+                async for chunk in response.aiter_bytes(1024 * 1024):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if on_progress is not None:
+                        on_progress(done, total)
+            temp.replace(target)
+        except OSError as exc:
+            raise errors.ValidationError(f"cannot write {target}: {exc.strerror}", code="invalid_file") from None
+        finally:
+            await response.aclose()
+            temp.unlink(missing_ok=True)
+        return done
+
     async def signed_url(self, bucket: str, path: str, *, expires_in: int = 3600,
                          download: bool | str = False) -> str:
         """A URL anyone can GET for ``expires_in`` seconds (``download`` sets Content-Disposition)."""
@@ -219,6 +255,20 @@ class AsyncFiles:
         storage = await self._scope.storage()
         with boundary():
             await storage.create_bucket(bucket, options=options)  # type: ignore[arg-type]
+
+    async def update_bucket(self, bucket: str, *, public: bool | None = None, file_size_limit: int | None = None,
+                            allowed_mime_types: Sequence[str] | None = None) -> None:
+        """Change a bucket's visibility or limits (options left None keep their value)."""
+        current = await self.get_bucket(bucket)
+        options: dict[str, Any] = {
+            "public": current.public if public is None else public,
+            "file_size_limit": current.file_size_limit if file_size_limit is None else file_size_limit,
+            "allowed_mime_types": current.allowed_mime_types if allowed_mime_types is None
+            else list(allowed_mime_types),
+        }
+        storage = await self._scope.storage()
+        with boundary():
+            await storage.update_bucket(bucket, options)  # type: ignore[arg-type]
 
     async def get_bucket(self, bucket: str) -> BaseBucket:
         storage = await self._scope.storage()
