@@ -25,6 +25,7 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncRequestBuilder", "SyncRequestBuilder"),
     ("AsyncStorageClient", "SyncStorageClient"),
     ("AsyncGoTrueClient", "SyncGoTrueClient"),
+    ("AsyncGoTrueAdminAPI", "SyncGoTrueAdminAPI"),
     ("httpx.AsyncBaseTransport", "httpx.BaseTransport"),
     ("httpx.AsyncHTTPTransport", "httpx.HTTPTransport"),
     ("httpx.AsyncClient", "httpx.Client"),
@@ -40,12 +41,16 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncOrgs", "Orgs"),
     ("AsyncRbac", "Rbac"),
     ("AsyncJobs", "Jobs"),
+    ("AsyncUsers", "Users"),
+    ("AsyncTusUpload", "TusUpload"),
     ("AsyncRealtime", "Realtime"),
     ("asyncio.Lock", "threading.Lock"),
     ("asyncio.sleep", "time.sleep"),
     ("__aenter__", "__enter__"),
     ("__aexit__", "__exit__"),
     ("aclose", "close"),
+    ("aiter_bytes", "iter_bytes"),
+    ("aread", "read"),
 ]
 
 SYNTAX: list[tuple[str, str]] = [

@@ -39,7 +39,7 @@ def advisors(
 
     The same lints, levels and texts as `supabase db advisors`; `-o json` prints its JSON.
     """
-    from appkit.local.stack import resolve_workdir
+    from appkit.local import resolve_workdir
     from appkit_cli.db import target_db_url
 
     kind_value: Kind = KINDS[KINDS.index(_choice("--type", kind, KINDS))]

@@ -31,7 +31,7 @@ def models(
     The output is deterministic and passes `mypy --strict`; `--check -o FILE` tells CI when
     FILE is out of date.
     """
-    from appkit.local.stack import resolve_workdir, write_atomic
+    from appkit.local import resolve_workdir, write_atomic
     from appkit_cli.db import target_db_url
 
     schemas = check_schemas(schema or ["public"])

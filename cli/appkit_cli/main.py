@@ -36,6 +36,8 @@ from appkit_cli.jobs import jobs_app
 from appkit_cli.mail import mail
 from appkit_cli.orgs import orgs_app
 from appkit_cli.schema import schema_app
+from appkit_cli.storage import storage_app
+from appkit_cli.users import users_app
 
 app = typer.Typer(
     name="appkit",
@@ -49,6 +51,8 @@ app.add_typer(gen_app, name="gen")
 app.add_typer(schema_app, name="schema")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(users_app, name="users")
+app.add_typer(storage_app, name="storage")
 app.command("mail")(mail)
 
 

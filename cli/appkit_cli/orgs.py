@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from appkit.local.stack import read_info, resolve_workdir
+from appkit.local import read_info, resolve_workdir
 from appkit_cli._common import WorkdirOption, console, fail, handle_errors
 
 if TYPE_CHECKING:

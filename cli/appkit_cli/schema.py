@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from appkit.local.stack import StackPaths, read_info, resolve_workdir
+from appkit.local import StackPaths, read_info, resolve_workdir
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
 
 schema_app = typer.Typer(help="appkit's own schema: copy its migrations into the project, show their state.",
@@ -30,7 +30,7 @@ def ship(paths: StackPaths) -> tuple[list[str], bool]:
     """
     from appkit.db.api_config import add_api_schema
     from appkit.db.bundled import copy_missing
-    from appkit.local.stack import write_atomic
+    from appkit.local import write_atomic
 
     config_changed = False
     new_text: str | None = None

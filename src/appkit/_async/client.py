@@ -12,10 +12,11 @@ from supabase_auth.types import Session
 from appkit import errors
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
-from appkit._async.orgs import AsyncOrgs, AsyncRbac
 from appkit._async.jobs import AsyncJobs
+from appkit._async.orgs import AsyncOrgs, AsyncRbac
 from appkit._async.scope import AsyncCore, AsyncScope
 from appkit._async.table import AsyncTable
+from appkit._async.users import AsyncUsers
 from appkit.auth.jwt import JWKSCache
 from appkit.model import M
 from appkit.realtime import AsyncRealtime
@@ -127,9 +128,16 @@ class AsyncAppKit:
     def rbac(self) -> AsyncRbac:
         """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
         return AsyncRbac(self._scope)
+
+    @property
     def jobs(self) -> AsyncJobs:
         """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
         return AsyncJobs(self._scope)
+
+    @property
+    def users(self) -> AsyncUsers:
+        """Manage users through the auth admin API: only on ``app.admin`` (the service role)."""
+        return AsyncUsers(self._scope)
 
     @property
     def realtime(self) -> AsyncRealtime:

@@ -13,10 +13,11 @@ from supabase_auth.types import Session
 from appkit import errors
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
-from appkit._sync.orgs import Orgs, Rbac
 from appkit._sync.jobs import Jobs
+from appkit._sync.orgs import Orgs, Rbac
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
+from appkit._sync.users import Users
 from appkit.auth.jwt import JWKSCache
 from appkit.model import M
 from appkit.realtime import Realtime
@@ -128,9 +129,16 @@ class AppKit:
     def rbac(self) -> Rbac:
         """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
         return Rbac(self._scope)
+
+    @property
     def jobs(self) -> Jobs:
         """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
         return Jobs(self._scope)
+
+    @property
+    def users(self) -> Users:
+        """Manage users through the auth admin API: only on ``app.admin`` (the service role)."""
+        return Users(self._scope)
 
     @property
     def realtime(self) -> Realtime:

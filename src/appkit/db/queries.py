@@ -2,6 +2,7 @@
 
 A block starts with ``-- name: <identifier>`` and a one-line ``--`` description, and runs to
 the next ``-- name:`` line. Python refers to queries by name, so SQL is reviewed as SQL.
+A block's comment lines and its trailing semicolon are dropped, so a query can be embedded.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def parse_queries(text: str) -> dict[str, LiteralString]:
         name = mark.group(1)
         if name in out:
             raise ValueError(f"query {name!r} is defined twice")
-        body = text[mark.end():end].strip()
-        out[name] = body  # the file is part of the package: its text is trusted SQL
+        lines = [ln for ln in text[mark.end():end].strip().splitlines() if not ln.lstrip().startswith("--")]
+        out[name] = "\n".join(lines).strip().rstrip(";")  # the file is part of the package: trusted SQL
     return out
 
 
