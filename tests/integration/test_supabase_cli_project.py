@@ -175,3 +175,11 @@ def test_storage_cp_and_ls_round_trip_a_file(project: tuple[Path, str, dict[str,
     assert "upload.bin" in sb(cli, "storage", "ls", "ss:///docs/dir/", "--local", "--experimental", cwd=root).split()
     sb(cli, "storage", "cp", "ss:///docs/dir/upload.bin", "back.bin", "--local", "--experimental", cwd=root)
     assert (root / "back.bin").read_bytes() == payload
+
+
+def test_inspect_db_outliers_reads_pg_stat_statements(project: tuple[Path, str, dict[str, str]]) -> None:
+    root, cli, env = project
+    with psycopg.connect(env["DB_URL"]) as conn:
+        conn.execute("select count(*) from public.notes")
+    out = sb(cli, "inspect", "db", "outliers", "--db-url", env["DB_URL"] + "?sslmode=disable", cwd=root)
+    assert "public.notes" in out or "notes" in out, out
