@@ -57,7 +57,7 @@ def _ab64(text: str) -> bytes:
 def check_seed_hash(password: str, hashed: str) -> bool:
     """Verify a ``$pbkdf2-sha256$<iterations>$<salt>$<hash>`` made by the pgcrypto shim."""
     parts = hashed.split("$")
-    if len(parts) != 5 or parts[1] != "pbkdf2-sha256" or not parts[2].isdigit():
+    if len(parts) != 5 or parts[1] != "pbkdf2-sha256" or not (parts[2].isascii() and parts[2].isdigit()):
         return False
     iterations = int(parts[2])
     try:
