@@ -136,6 +136,8 @@ def dev(
     """Run the local stack in the foreground with readable logs; Ctrl-C stops it cleanly."""
     _configure_logging(verbose)
     stack = LocalStack(workdir, db_url=db_url or os.environ.get("SUPABASE_DB_URL") or None)
+    for warning in stack.config.warnings:
+        logging.getLogger("appkit.local.config").warning("%s", warning)
     t0 = time.perf_counter()
 
     def ready(info: StackInfo) -> None:
@@ -155,7 +157,9 @@ def start(
 ) -> None:
     """Start the local stack in the background and return once it is ready."""
     paths = resolve_workdir(workdir)
-    LocalStack(paths.workdir)  # validates config.toml before anything starts
+    stack = LocalStack(paths.workdir)  # validates config.toml before anything starts
+    for warning in stack.config.warnings:
+        err_console.print(f"WARN: {warning}", markup=False, highlight=False, soft_wrap=True)
     if read_info(paths) is not None:
         raise fail(f"the local stack is already running in {paths.workdir}; run `appkit stop` first")
     paths.data_dir.mkdir(parents=True, exist_ok=True)
