@@ -394,15 +394,19 @@ def remove_data(paths: StackPaths) -> None:
     """Delete the stack's data (``stop --no-backup``); refuses while it runs."""
     if is_running(paths):
         raise StackError("the local stack is running; stop it first")
+    EmbeddedPostgres(paths.pgdata, 0).remove()
     shutil.rmtree(paths.data_dir, ignore_errors=True)
 
 
 def stop_stack(paths: StackPaths, *, timeout: float = 30) -> bool:
-    """Stop the stack running in ``paths``; False when none was running."""
+    """Stop the stack running in ``paths``; False when none was running.
+
+    A Postgres orphaned by a stack that was killed (``kill -9`` leaves the server running,
+    detached) is stopped too, and counts as running."""
     pid = _lock_holder(paths)
     if pid is None:
         paths.state_file.unlink(missing_ok=True)
-        return False
+        return EmbeddedPostgres(paths.pgdata, 0).recover_stale()
     if pid > 0:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
