@@ -40,7 +40,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 from appkit.local.postgres import EmbeddedPostgres  # noqa: E402
-from appkit.local.rest.app import SETUP_SQL, SETUP_SQL_RO, Plan, read_sql  # noqa: E402
+from appkit.local.rest.builder import read_sql  # noqa: E402
+from appkit.local.rest.executor import SETUP_SQL, SETUP_SQL_RO  # noqa: E402
+from appkit.local.rest.plan import Plan  # noqa: E402
 from appkit.local.rest.builder import Params, table_source  # noqa: E402
 from appkit.local.rest.parser import NodeQuery, parse_field, parse_operation, parse_select  # noqa: E402
 from appkit.local.rest.schema import load_schema  # noqa: E402

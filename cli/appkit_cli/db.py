@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from appkit.db.migrations import MigrationRunner, discover_migrations
-from appkit.local.stack import (
+from appkit.local import (
     LocalStack,
     StackPaths,
     read_info,

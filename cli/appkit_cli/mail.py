@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from appkit.local.auth.mail import list_messages
-from appkit.local.stack import resolve_workdir
+from appkit.local import list_messages, resolve_workdir
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, handle_errors
 from appkit_cli.db import target_db_url
 

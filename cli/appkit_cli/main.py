@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from appkit.errors import StackError
-from appkit.local.stack import (
+from appkit.local import (
     LocalStack,
     StackInfo,
     StackPaths,

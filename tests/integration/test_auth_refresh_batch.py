@@ -14,7 +14,7 @@ import jwt
 import psycopg
 import pytest
 
-from appkit.local.auth import core
+from appkit.local.auth.sessions import Tokens
 from appkit.local.config import AuthConfig
 from appkit.local.keys import JWTKeys
 from tests.auth_support import client, local_only, new_email, random_ip
@@ -155,7 +155,7 @@ async def test_the_batch_statement_maps_each_answer_to_its_token(stack: StackHan
     local_only(stack)
     twice, a, b = _session(stack), _session(stack), _session(stack)
     tokens = [twice[0], "no-such-refresh-token", twice[0], a[0], twice[0], b[0]]
-    tokens_api = core.Tokens(AuthConfig(), JWTKeys(secret=stack.jwt_secret), "http://issuer")
+    tokens_api = Tokens(AuthConfig(), JWTKeys(secret=stack.jwt_secret), "http://issuer")
     conninfo = psycopg.conninfo.make_conninfo(stack.db_url, user="supabase_auth_admin")
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         answers = await tokens_api.refresh_fast(conn, tokens)

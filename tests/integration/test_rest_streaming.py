@@ -17,7 +17,8 @@ from postgrest import AsyncPostgrestClient
 from appkit.local.config import ProjectConfig
 from appkit.local.context import StackContext
 from appkit.local.keys import JWTKeys
-from appkit.local.rest.app import STREAM_BATCH, STREAM_ROWS, RestApp
+from appkit.local.rest import RestService
+from appkit.local.rest.reads import STREAM_BATCH, STREAM_ROWS
 from tests.rest_support import client_headers
 from tests.support import StackHandle
 
@@ -39,12 +40,12 @@ def big_table(stack: StackHandle) -> str:
 
 
 @pytest.fixture()
-async def app(stack: StackHandle, big_table: str, tmp_path: Path) -> AsyncIterator[RestApp]:
+async def app(stack: StackHandle, big_table: str, tmp_path: Path) -> AsyncIterator[RestService]:
     cfg = ProjectConfig()
     cfg.api.max_rows = 100_000
     ctx = StackContext(project_dir=tmp_path, config=cfg, keys=JWTKeys(secret=stack.jwt_secret),
                        db_url=stack.db_url, data_dir=tmp_path, api_url="http://rest.test", embedded=True)
-    rest = RestApp(ctx)
+    rest = RestService(ctx)
     await rest.startup()
     try:
         yield rest
@@ -53,12 +54,12 @@ async def app(stack: StackHandle, big_table: str, tmp_path: Path) -> AsyncIterat
         await ctx.aclose()
 
 
-def _client(app: RestApp, stack: StackHandle) -> AsyncPostgrestClient:
+def _client(app: RestService, stack: StackHandle) -> AsyncPostgrestClient:
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rest.test")
     return AsyncPostgrestClient("http://rest.test", headers=client_headers(stack.service_role_key), http_client=http)
 
 
-async def test_large_read_is_streamed_complete(app: RestApp, stack: StackHandle) -> None:
+async def test_large_read_is_streamed_complete(app: RestService, stack: StackHandle) -> None:
     async with _client(app, stack) as c:
         r = await c.table("rest_big").select("id,label,note").order("id").execute()
         assert len(r.data) == ROWS
@@ -73,7 +74,7 @@ async def test_large_read_is_streamed_complete(app: RestApp, stack: StackHandle)
         assert len(r.data) == 10
 
 
-async def test_large_read_headers_and_head(app: RestApp, stack: StackHandle) -> None:
+async def test_large_read_headers_and_head(app: RestService, stack: StackHandle) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://rest.test",
                                  headers=client_headers(stack.service_role_key)) as h:

@@ -8,8 +8,10 @@ import hashlib
 import pytest
 from starlette.requests import Request
 
-from appkit.local.auth import core, totp
+from appkit.local.auth import totp
 from appkit.local.auth.errors import ApiError, error_response
+from appkit.local.auth.inputs import json_body, merge_metadata, redirect_allowed, validate_email, validate_phone
+from appkit.local.auth.otp import pkce_matches, pkce_params
 from appkit.local.auth.passwords import check_strength
 from appkit.local.auth.ratelimit import Limiter, parse_duration
 from appkit.local.config import AuthConfig
@@ -68,40 +70,40 @@ def test_parse_duration_rejects(bad: str) -> None:
 def test_redirect_allow_list() -> None:
     cfg = AuthConfig(site_url="http://localhost:3000", additional_redirect_urls=["https://app.example.com/**",
                                                                                 "myapp://callback"])
-    assert core.redirect_allowed(cfg, "http://localhost:3000/x?y=1") == "http://localhost:3000/x?y=1"
-    assert core.redirect_allowed(cfg, "https://app.example.com/a/b") == "https://app.example.com/a/b"
-    assert core.redirect_allowed(cfg, "myapp://callback") == "myapp://callback"
-    assert core.redirect_allowed(cfg, "https://evil.com/https://app.example.com/") == "http://localhost:3000"
-    assert core.redirect_allowed(cfg, "http://localhost:3001/") == "http://localhost:3000"
-    assert core.redirect_allowed(cfg, None) == "http://localhost:3000"
+    assert redirect_allowed(cfg, "http://localhost:3000/x?y=1") == "http://localhost:3000/x?y=1"
+    assert redirect_allowed(cfg, "https://app.example.com/a/b") == "https://app.example.com/a/b"
+    assert redirect_allowed(cfg, "myapp://callback") == "myapp://callback"
+    assert redirect_allowed(cfg, "https://evil.com/https://app.example.com/") == "http://localhost:3000"
+    assert redirect_allowed(cfg, "http://localhost:3001/") == "http://localhost:3000"
+    assert redirect_allowed(cfg, None) == "http://localhost:3000"
 
 
 def test_pkce() -> None:
     verifier = "a" * 50
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    assert core.pkce_matches("s256", challenge, verifier)
-    assert not core.pkce_matches("s256", challenge, "b" * 50)
-    assert core.pkce_matches("plain", verifier, verifier)
+    assert pkce_matches("s256", challenge, verifier)
+    assert not pkce_matches("s256", challenge, "b" * 50)
+    assert pkce_matches("plain", verifier, verifier)
     with pytest.raises(ApiError):
-        core.pkce_params({"code_challenge": "short", "code_challenge_method": "s256"})
+        pkce_params({"code_challenge": "short", "code_challenge_method": "s256"})
     with pytest.raises(ApiError):
-        core.pkce_params({"code_challenge": challenge, "code_challenge_method": "md5"})
-    assert core.pkce_params({}) is None
+        pkce_params({"code_challenge": challenge, "code_challenge_method": "md5"})
+    assert pkce_params({}) is None
 
 
 def test_validation() -> None:
-    assert core.validate_email("  Ada@Example.COM ") == "ada@example.com"
-    assert core.validate_phone("+1 555-123-4567") == "15551234567"
+    assert validate_email("  Ada@Example.COM ") == "ada@example.com"
+    assert validate_phone("+1 555-123-4567") == "15551234567"
     for bad in ("", "a@", "@b.co", "a b@c.co", "x" * 260 + "@b.co"):
         with pytest.raises(ApiError):
-            core.validate_email(bad)
+            validate_email(bad)
     for bad in ("", "+0123", "12a45", "1" * 16):
         with pytest.raises(ApiError):
-            core.validate_phone(bad)
+            validate_phone(bad)
     with pytest.raises(ApiError) as err:
-        core.json_body(b"{")
+        json_body(b"{")
     assert err.value.error_code == "bad_json"
-    assert core.merge_metadata({"a": 1, "b": 2}, {"b": None, "c": 3}) == {"a": 1, "c": 3}
+    assert merge_metadata({"a": 1, "b": 2}, {"b": None, "c": 3}) == {"a": 1, "c": 3}
 
 
 def _request(headers: dict[str, str]) -> Request:
@@ -119,7 +121,7 @@ def test_error_shapes_follow_api_version() -> None:
 
 
 def test_fast_hs256_signing_matches_pyjwt() -> None:
-    from appkit.local.auth.core import sign
+    from appkit.local.auth.sessions import sign
     from appkit.local.keys import JWTKeys
 
     keys = JWTKeys(secret="super-secret-jwt-token-with-at-least-32-characters-long")

@@ -59,11 +59,11 @@ def test_rejects_alg_none_tampered_expired_audience() -> None:
     expired = jwt.encode({**claims, "exp": int(time.time()) - 10}, DEFAULT_JWT_SECRET, algorithm="HS256")
     with pytest.raises(AuthError) as e2:
         keys.verify(expired)
-    assert e2.value.code == "jwt_expired"
+    assert e2.value.code == "expired_jwt"
 
     with pytest.raises(AuthError) as e3:
         keys.verify(good, audience="something-else")
-    assert e3.value.code == "bad_audience"
+    assert e3.value.code == "unexpected_audience"
 
     no_exp = jwt.encode({"sub": "u", "role": "anon"}, DEFAULT_JWT_SECRET, algorithm="HS256")
     with pytest.raises(AuthError):
@@ -129,7 +129,7 @@ def test_cached_verification_still_checks_expiry_and_copies(monkeypatch: pytest.
     monkeypatch.setattr(time, "time", lambda: now + 10)
     with pytest.raises(AuthError) as info:
         keys.verify(tok)
-    assert info.value.code == "jwt_expired"
+    assert info.value.code == "expired_jwt"
     # a tampered variant of a cached token is still rejected (the cache key is the whole token)
     head, _, sig = tok.split(".")
     with pytest.raises(AuthError):

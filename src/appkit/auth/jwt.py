@@ -1,10 +1,10 @@
 """Server-side verification of Supabase access tokens.
 
-``verify_token`` checks the signature (HS256 with the project's JWT secret, or an
-asymmetric key from the project's JWKS chosen by ``kid``), ``exp`` (required), ``nbf``,
-``iat`` and the audience. ``alg: none`` and any algorithm outside the allow-list are
-rejected before the signature is looked at, and an HS256 token is never checked against a
-public key (no algorithm confusion).
+``verify_token`` picks the key (HS256 with the project's JWT secret, or an asymmetric key
+from the project's JWKS chosen by ``kid``; an HS256 token is never checked against a public
+key, so no algorithm confusion) and leaves the checks to :mod:`appkit._jwt`, the core the
+local stack uses too: the algorithm allow-list (``alg: none`` rejected before the signature
+is looked at), the signature, ``exp`` (required), ``nbf``, ``iat`` and the audience.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from typing import Any
 
 import jwt as pyjwt
 
-from appkit import errors
-
-ASYMMETRIC_ALGS = frozenset({"RS256", "ES256", "EdDSA"})
+from appkit._jwt import ASYMMETRIC_ALGS, decode_claims, token_alg, token_error, token_header
 
 
 @dataclass(frozen=True)
@@ -45,20 +43,6 @@ class UnknownKey(Exception):
     """The token's ``kid`` is not in the JWKS we hold (the caller may refetch once)."""
 
 
-def _fail(message: str, code: str) -> errors.AuthError:
-    return errors.AuthError(message, code=code, status=401)
-
-
-def token_header(token: str) -> dict[str, Any]:
-    if not isinstance(token, str) or token.count(".") != 2:
-        raise _fail("malformed token", "bad_jwt")
-    try:
-        header = pyjwt.get_unverified_header(token)
-    except pyjwt.PyJWTError:
-        raise _fail("malformed token header", "bad_jwt") from None
-    return header
-
-
 def verify_token(
     token: str,
     *,
@@ -69,40 +53,21 @@ def verify_token(
     signature_checked_elsewhere: bool = False,
 ) -> Principal:
     """Verify ``token`` and return its principal; raise ``errors.AuthError`` (code ``bad_jwt``,
-    ``expired_jwt`` or ``unexpected_audience``) or ``UnknownKey``."""
+    ``expired_jwt`` or ``unexpected_audience``, see :mod:`appkit._jwt`) or ``UnknownKey``."""
     header = token_header(token)
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg.lower() == "none":
-        raise _fail("unsigned tokens are not accepted", "bad_jwt")
+    alg = token_alg(header)
     key: Any
     if signature_checked_elsewhere:
         # the auth server has just accepted this token (no local key for it): check the claims
-        if alg not in ("HS256", *ASYMMETRIC_ALGS):
-            raise _fail(f"algorithm {alg} is not accepted", "bad_jwt")
         key = None
     elif alg == "HS256":
         if not secret:
-            raise _fail("HS256 token but no JWT secret is configured", "bad_jwt")
+            raise token_error("HS256 token but no JWT secret is configured")
         key = secret
-    elif alg in ASYMMETRIC_ALGS:
-        key = _jwk_for(header.get("kid"), alg, jwks)
     else:
-        raise _fail(f"algorithm {alg} is not accepted", "bad_jwt")
-    options: Any = {"require": ["exp"], "verify_signature": not signature_checked_elsewhere,
-                    "verify_exp": True, "verify_nbf": True, "verify_iat": True,
-                    "verify_aud": audience is not None}
-    try:
-        claims: dict[str, Any] = pyjwt.decode(
-            token, key, algorithms=[alg], audience=audience, options=options, leeway=leeway,
-        )
-    except pyjwt.ExpiredSignatureError:
-        raise _fail("token has expired", "expired_jwt") from None
-    except (pyjwt.InvalidAudienceError, pyjwt.MissingRequiredClaimError) as exc:
-        if isinstance(exc, pyjwt.MissingRequiredClaimError) and exc.claim != "aud":
-            raise _fail(f"token lacks the {exc.claim!r} claim", "bad_jwt") from None
-        raise _fail("token audience is not accepted", "unexpected_audience") from None
-    except pyjwt.PyJWTError as exc:
-        raise _fail(f"invalid token: {type(exc).__name__}", "bad_jwt") from None
+        key = _jwk_for(header.get("kid"), alg, jwks)
+    claims = decode_claims(token, key, alg, audience=audience, leeway=leeway,
+                           verify_signature=not signature_checked_elsewhere)
     return principal_from_claims(claims)
 
 
@@ -118,11 +83,11 @@ def _jwk_for(kid: Any, alg: str, jwks: Mapping[str, Any] | None) -> Any:
         if entry.get("kty") == "oct":
             continue  # symmetric keys are never taken from a JWKS
         if entry.get("alg") not in (None, alg):
-            raise _fail("token algorithm does not match its key", "bad_jwt")
+            raise token_error("token algorithm does not match its key")
         try:
             return pyjwt.PyJWK(dict(entry), algorithm=alg).key
         except pyjwt.PyJWTError:
-            raise _fail("the JWKS key for this token is unusable", "bad_jwt") from None
+            raise token_error("the JWKS key for this token is unusable") from None
     raise UnknownKey(str(kid))
 
 
@@ -172,3 +137,8 @@ class JWKSCache:
     def store(self, keys: dict[str, Any]) -> None:
         self.keys = keys
         self.fetched_at = time.monotonic()
+
+
+__all__ = [
+    "ASYMMETRIC_ALGS", "JWKSCache", "Principal", "UnknownKey", "principal_from_claims", "token_header", "verify_token",
+]

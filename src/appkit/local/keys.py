@@ -1,8 +1,9 @@
 """The stack's JWT keys: the project secret (HS256), optional asymmetric signing keys,
 and the anon / service_role API keys derived from them exactly as the Supabase CLI does.
 
-Verification checks the signature, ``exp``, the algorithm against an allow-list, and
-(when asked) the audience; ``alg: none`` and unknown ``kid`` values are rejected.
+Verification is :mod:`appkit._jwt` (shared with the SDK: one allow-list, GoTrue's error
+codes) plus the choice of key: the secret for HS256, the signing key named by ``kid``
+otherwise (an unknown ``kid`` is ``bad_jwt``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any
 
 import jwt
 
-from appkit.errors import AuthError, ConfigError
+from appkit._jwt import ASYMMETRIC_ALGS, EXPIRED_JWT, decode_claims, token_alg, token_error, token_header
+from appkit.errors import ConfigError
 
 #: The Supabase CLI's demo keys expire at this instant (2032-11-02); we sign the same claims.
 DEMO_KEY_EXP = 1983812996
-ASYMMETRIC_ALGS = ("RS256", "ES256", "EdDSA")
-ALLOWED_ALGS = ("HS256", *ASYMMETRIC_ALGS)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class JWTKeys:
         """Return the claims of a valid token or raise :class:`AuthError`.
 
         ``code`` is one of ``bad_jwt`` (malformed, tampered, bad alg, unknown kid),
-        ``jwt_expired``, ``bad_audience``.
+        ``expired_jwt``, ``unexpected_audience`` (see :mod:`appkit._jwt`).
         A token verified before is answered from a bounded cache; its expiry is checked
         again on every use.
         """
@@ -90,7 +90,7 @@ class JWTKeys:
         if cached is not None:
             if float(cached["exp"]) <= time.time():
                 self._verified.pop((token, key_aud), None)
-                raise AuthError("JWT expired", code="jwt_expired", status=401)
+                raise token_error("JWT expired", EXPIRED_JWT)
             self._verified.move_to_end((token, key_aud))
             return dict(cached)
         claims = self._verify(token, audience)
@@ -101,13 +101,8 @@ class JWTKeys:
         return dict(claims)
 
     def _verify(self, token: str, audience: str | list[str] | None) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"invalid JWT: {exc}", code="bad_jwt", status=401) from None
-        alg = header.get("alg")
-        if alg not in ALLOWED_ALGS:
-            raise AuthError(f"invalid JWT: algorithm {alg!r} is not allowed", code="bad_jwt", status=401)
+        header = token_header(token)
+        alg = token_alg(header)
         key: Any
         if alg == "HS256":
             key = self.secret
@@ -115,20 +110,11 @@ class JWTKeys:
             kid = header.get("kid")
             match = next((k for k in self.signing_keys if k.kid == kid and k.alg == alg), None)
             if match is None:
-                raise AuthError("invalid JWT: unknown signing key", code="bad_jwt", status=401)
+                raise token_error("invalid JWT: unknown signing key")
             key = match.jwk.key
             if hasattr(key, "public_key"):
                 key = key.public_key()
-        options = {"require": ["exp"], "verify_aud": audience is not None}
-        try:
-            return jwt.decode(token, key, algorithms=[alg], audience=audience, options=options)  # type: ignore[arg-type]
-        except jwt.ExpiredSignatureError:
-            raise AuthError("JWT expired", code="jwt_expired", status=401) from None
-        except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError) as exc:
-            code = "bad_audience" if isinstance(exc, jwt.InvalidAudienceError) else "bad_jwt"
-            raise AuthError(f"invalid JWT: {exc}", code=code, status=401) from None
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"invalid JWT: {exc}", code="bad_jwt", status=401) from None
+        return decode_claims(token, key, alg, audience=audience)
 
 
 def _load_jwks(path: Path) -> list[SigningKey]:

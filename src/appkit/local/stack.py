@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import psycopg
 
 from appkit.db.migrations import MigrationRunner, discover_migrations
 from appkit.errors import ConfigError, StackError
+from appkit.local.atomic import write_atomic
 from appkit.local.base_schema import EXTENSIONS_DIR, apply_base_schema
 from appkit.local.config import ProjectConfig, load_config
 from appkit.local.context import StackContext
@@ -37,23 +37,6 @@ from appkit.local.postgres import EmbeddedPostgres, port_in_use
 from appkit.local.supervisor import DatabaseSupervisor
 
 log = logging.getLogger("appkit.local")
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write via temp file + fsync + rename: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,23 @@
 Users, identities, sessions, refresh tokens and MFA factors live in Supabase's ``auth``
 tables (so triggers on ``auth.users`` fire as on Supabase); outgoing e-mail and SMS are
 captured in ``_appkit.auth_messages`` (see :func:`appkit.local.auth.mail.list_messages`).
+The service loads on first use, so reading captured mail does not import it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from appkit._lazy import lazy_getattr
 from appkit.local.auth.mail import list_messages
-from appkit.local.auth.service import AuthService
-from appkit.local.context import StackContext
 
+if TYPE_CHECKING:
+    from appkit.local.auth.service import AuthService, create_service
 
-def create_service(ctx: StackContext) -> AuthService:
-    return AuthService(ctx)
-
+__getattr__ = lazy_getattr(
+    "appkit.local.auth",
+    {"AuthService": "appkit.local.auth.service", "create_service": "appkit.local.auth.service"},
+    globals(),
+)
 
 __all__ = ["AuthService", "create_service", "list_messages"]

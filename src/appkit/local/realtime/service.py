@@ -25,6 +25,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from appkit._jwt import EXPIRED_JWT
 from appkit.errors import AuthError
 from appkit.local.context import StackContext
 from appkit.local.realtime.cdc import Change, ChangeFeed, Relation
@@ -331,7 +332,7 @@ class RealtimeService:
         try:
             claims = self.ctx.keys.verify(token)
         except AuthError as exc:
-            if exc.code == "jwt_expired":
+            if exc.code == EXPIRED_JWT:
                 try:
                     exp = int(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))
                 except (jwt.PyJWTError, TypeError, ValueError):

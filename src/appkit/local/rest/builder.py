@@ -28,6 +28,7 @@ from appkit.local.rest.parser import (
     SelectItem,
     SelectStar,
 )
+from appkit.local.rest.plan import Plan
 from appkit.local.rest.schema import Column, Relationship, SchemaCache, Table
 
 
@@ -362,3 +363,69 @@ def check_paths(rb: ReadBuilder) -> None:
             name = ".".join(path)
             raise ApiError(400, "PGRST108", f"'{name}' is not an embedded resource in this request",
                            hint=f"Verify that '{name}' is included in the 'select' query parameter.")
+
+
+#: set by functions/triggers to change the response, read after the statement (aggregates
+#: project their target list after consuming every input row)
+RESPONSE_GUCS = "current_setting('response.headers', true), current_setting('response.status', true)"
+
+
+@dataclass
+class ReadSQL:
+    sql: str
+    count_from: str
+    params: dict[str, Any]
+
+
+def read_sql(cache: SchemaCache, source: Source, plan: Plan, params: Params, *, kind: str, strip: bool,
+             count: str | None, limit: int | None, offset: int, max_rows: int | None,
+             stream: bool = False) -> ReadSQL:
+    """The one statement answering a read: Postgres builds the body (json_agg / csv)."""
+    rb = ReadBuilder(cache, params, plan.queries)
+    built = rb.build(source, plan.select, (), "t0")
+    check_paths(rb)
+    selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
+    where = (" WHERE " + " AND ".join(built.where)) if built.where else ""
+    joins = " ".join(built.joins)
+    inner = f"SELECT {selects} FROM {source.from_clause('t0')} {joins}{where}"
+    if built.order:
+        inner += " ORDER BY " + ", ".join(built.order)
+    if limit is not None:
+        inner += f" LIMIT {params.add(limit)}"
+    if offset:
+        inner += f" OFFSET {params.add(offset)}"
+    count_from = f"{source.from_clause('t0')} {joins if built.where_uses_joins else ''}{where}"
+    if stream:
+        row = "json_strip_nulls(row_to_json(pgrst_t))" if strip else "row_to_json(pgrst_t)"
+        return ReadSQL(f"SELECT pg_catalog.count(*) OVER () AS n, {row}::text FROM ({inner}) AS pgrst_t",
+                       count_from, params.values)
+    count_sql = "NULL::bigint"
+    if count == "exact":
+        count_sql = f"(SELECT pg_catalog.count(*) FROM {count_from})"
+    elif count == "estimated" and max_rows is not None:
+        count_sql = (f"(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {count_from} "
+                     f"LIMIT {params.add(max_rows + 1)}) pgrst_c)")
+    body_sql = response_body_sql(kind, strip, [n for _, n in built.selects])
+    sql_text = (f"SELECT {count_sql} AS total, pg_catalog.count(*) AS page_total, {body_sql} AS body, "
+                f"{RESPONSE_GUCS} FROM ({inner}) AS pgrst_t")
+    return ReadSQL(sql_text, count_from, params.values)
+
+
+def response_body_sql(kind: str, strip: bool, names: list[str]) -> str:
+    if kind == "csv":
+        header = ",".join(_csv_quote(n) for n in names).replace("%", "%%")
+        lit = "'" + header.replace("'", "''") + "'"
+        return (
+            f"convert_to({lit} || chr(10) || coalesce(string_agg(substring(pgrst_t::text, 2, "
+            "length(pgrst_t::text) - 2), chr(10)), ''), 'UTF8')"
+        )
+    agg = "coalesce(json_agg(pgrst_t), '[]'::json)"
+    if strip:
+        agg = f"json_strip_nulls({agg})"
+    return f"convert_to({agg}::text, 'UTF8')"
+
+
+def _csv_quote(name: str) -> str:
+    if any(c in name for c in ',"\n\r '):
+        return '"' + name.replace('"', '""') + '"'
+    return name

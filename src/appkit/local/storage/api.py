@@ -20,6 +20,7 @@ import psycopg
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from appkit._jwt import EXPIRED_JWT
 from appkit.errors import AuthError
 from appkit.local.config import parse_size
 from appkit.local.context import StackContext
@@ -148,7 +149,7 @@ class StorageAPI:
         except AuthError as exc:
             if allow_anon:
                 return Caller("anon", {"role": "anon"}, verified=False)
-            raise E.access_denied("jwt expired" if exc.code == "jwt_expired" else "invalid signature") from None
+            raise E.access_denied("jwt expired" if exc.code == EXPIRED_JWT else "invalid signature") from None
         role = claims.get("role")
         if not isinstance(role, str) or not role:
             role = "anon"

@@ -18,6 +18,7 @@ import re
 import uuid
 from pathlib import Path
 
+from appkit.local.atomic import fsync_dir
 from appkit.local.storage.errors import invalid_bucket_name, invalid_key
 
 MAX_KEY_BYTES = 1024
@@ -72,14 +73,6 @@ def new_version() -> str:
 
 def is_version(value: object) -> bool:
     return isinstance(value, str) and bool(_VERSION_RE.match(value))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DiskStore:

@@ -24,7 +24,7 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from appkit.local.stack import write_atomic
+from appkit.local.atomic import write_atomic
 from appkit.local.storage import errors as E
 from appkit.local.storage.api import StorageAPI
 from appkit.local.storage.db import Caller

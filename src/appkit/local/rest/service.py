@@ -1,0 +1,198 @@
+"""The PostgREST-compatible REST service (mounted at ``/rest/v1``): lifecycle, authentication, dispatch.
+
+One request = one transaction running as the JWT's role over a pool of ``authenticator``
+connections. Where the rest lives: ``http.py`` (request/response types), ``plan.py`` (query
+string), ``negotiation.py`` (Accept, Prefer, limits), ``executor.py`` (the transaction),
+``reads.py``, ``writes.py``, ``rpc.py``; SQL is assembled in ``builder.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from appkit._jwt import EXPIRED_JWT
+from appkit.errors import AuthError
+from appkit.local.context import StackContext
+from appkit.local.rest import openapi
+from appkit.local.rest.builder import table_source
+from appkit.local.rest.conns import ConnectionLease
+from appkit.local.rest.errors import ApiError, table_not_found
+from appkit.local.rest.executor import POOL_SIZE, RestCaller
+from appkit.local.rest.http import RestRequest, RestResponse, error_response, read_body
+from appkit.local.rest.parser import query_pairs
+from appkit.local.rest.reads import ReadPlan
+from appkit.local.rest.rpc import Rpc
+from appkit.local.rest.schema import SchemaWatcher
+from appkit.local.rest.writes import Writes
+
+log = logging.getLogger("appkit.local.rest")
+
+
+class RestService(Rpc, Writes):
+    """PostgREST's HTTP API as an ASGI app: lifecycle, authentication and dispatch."""
+
+    name = "rest"
+
+    def __init__(self, ctx: StackContext) -> None:
+        self.ctx = ctx
+        api = ctx.config.api
+        self.schemas = list(api.schemas)
+        self.extra_search_path = list(api.extra_search_path)
+        self.max_rows = api.max_rows
+        self.anon_role = "anon"
+        self.pool: ConnectionLease | None = None
+        self.watcher = SchemaWatcher(ctx.conninfo("authenticator"), self.schemas)
+        self._search_paths: dict[str, str] = {}
+        self._read_plans: dict[Any, tuple[ReadPlan, list[str], list[str]]] = {}
+        self._headers_cache: dict[tuple[tuple[str, str], ...], str] = {}
+        self.app: ASGIApp = self
+
+    async def startup(self) -> None:
+        pool: AsyncConnectionPool = await self.ctx.pool(
+            "rest", user="authenticator", max_size=POOL_SIZE + 2, prepare_threshold=1,
+        )
+        self.pool = ConnectionLease(pool, POOL_SIZE)
+        await self.watcher.start()
+
+    async def shutdown(self) -> None:
+        await self.watcher.stop()
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        headers: dict[str, str] = {}
+        prefer: list[str] = []
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            val = v.decode("latin-1")
+            if name == "prefer":
+                prefer.append(val)
+            if name in headers:
+                headers[name] += ", " + val
+            else:
+                headers[name] = val
+        method = scope["method"]
+        req = RestRequest(method, path or "/", scope.get("query_string", b""), headers, prefer)
+        resp: RestResponse
+        try:
+            req.body = await read_body(receive, headers)
+            resp = await self.handle(req)
+        except ApiError as err:
+            resp = error_response(err)
+        except Exception:  # a bug must still answer in PostgREST's shape
+            log.exception("rest: unexpected error on %s %s", method, path)
+            resp = error_response(ApiError(500, "PGRST000", "Internal server error"))
+        if resp.stream is not None:
+            await resp.stream(send, method == "HEAD")
+            return
+        out_headers: list[tuple[bytes, bytes]] = []
+        if resp.content_type is not None and (resp.body or resp.status not in (204, 304)):
+            out_headers.append((b"content-type", resp.content_type))
+        for k, v in resp.headers.items():
+            out_headers.append((k.encode("latin-1"), v.encode("latin-1", "replace")))
+        body = b"" if method == "HEAD" else resp.body
+        out_headers.append((b"content-length", str(len(body) if method != "HEAD" else len(resp.body)).encode()))
+        await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def authenticate(self, req: RestRequest) -> RestCaller:
+        auth = req.headers.get("authorization", "")
+        token: str | None = None
+        if auth:
+            scheme, _, cred = auth.partition(" ")
+            if scheme.lower() != "bearer" or not cred.strip():
+                raise ApiError(401, "PGRST301", "Invalid Authorization header: expected 'Bearer <JWT>'",
+                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            token = cred.strip()
+        else:
+            token = req.headers.get("apikey")
+            if token is None:
+                for k, v in query_pairs(req.query):
+                    if k == "apikey":
+                        token = v
+        if not token:
+            raise ApiError(401, "PGRST302", "No API key found in request",
+                           hint="No `apikey` request header or url param was found.",
+                           headers={"WWW-Authenticate": "Bearer"})
+        try:
+            claims = self.ctx.keys.verify(token)  # JWTKeys remembers the tokens it verified
+        except AuthError as exc:
+            expired = exc.code == EXPIRED_JWT
+            msg = "JWT expired" if expired else str(exc)
+            raise ApiError(
+                401, "PGRST303" if expired else "PGRST301", msg,
+                headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{msg}"'},
+            ) from None
+        claims_json = json.dumps(claims, separators=(",", ":"))
+        role = claims.get("role") or self.anon_role
+        if not isinstance(role, str):
+            raise ApiError(401, "PGRST303", "JWT claim 'role' must be a string")
+        return RestCaller(role, claims_json, role == self.anon_role)
+
+    async def handle(self, req: RestRequest) -> RestResponse:
+        if req.method == "OPTIONS":
+            return RestResponse(200, b"", {"Allow": "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"}, None)
+        caller = self.authenticate(req)
+        cache = self.watcher.cache
+        if cache is None:
+            raise ApiError(503, "PGRST002", "Could not query the database for the schema cache. Retrying.",
+                           details=self.watcher.last_error)
+        schema = self._schema(req)
+        parts = [p for p in req.path.split("/") if p != ""]
+        if not parts:
+            if req.method not in ("GET", "HEAD"):
+                raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+            doc = openapi.document(cache, schema, self.ctx.api_url)
+            return RestResponse(200, doc, {}, b"application/openapi+json; charset=utf-8")
+        if len(parts) == 2 and parts[0] == "rpc":
+            return await self.rpc(req, caller, cache, schema, parts[1])
+        if len(parts) != 1:
+            raise ApiError(404, "PGRST125", "Invalid path specified in request URL")
+        table = cache.tables.get((schema, parts[0]))
+        if table is None:
+            raise table_not_found(schema, parts[0])
+        if req.method in ("GET", "HEAD"):
+            return await self.read(req, caller, cache, schema, table_source(table), cacheable=True)
+        if req.method == "POST":
+            return await self.insert(req, caller, cache, schema, table, upsert_put=False)
+        if req.method == "PUT":
+            return await self.insert(req, caller, cache, schema, table, upsert_put=True)
+        if req.method == "PATCH":
+            return await self.update(req, caller, cache, schema, table)
+        if req.method == "DELETE":
+            return await self.delete(req, caller, cache, schema, table)
+        raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+
+    def _schema(self, req: RestRequest) -> str:
+        key = "accept-profile" if req.method in ("GET", "HEAD") else "content-profile"
+        profile = req.headers.get(key)
+        if profile is None:
+            return self.schemas[0]
+        if profile not in self.schemas:
+            raise ApiError(406, "PGRST106", f"Invalid schema: {profile}",
+                           hint=f"Only the following schemas are exposed: {', '.join(self.schemas)}")
+        return profile
+
+
+def create_service(ctx: StackContext) -> RestService:
+    return RestService(ctx)
