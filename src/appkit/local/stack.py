@@ -304,10 +304,13 @@ class LocalStack:
                     info = self.info(db_url)
                     ctx = self.context(db_url)
                     app = build_app(ctx)
+                    from appkit.local.connections import SERVER_LIMITS, BoundedHttpToolsProtocol
+
                     config = uvicorn.Config(
                         app, host=self.host, port=self.api_port, log_level=log_level, lifespan="on",
+                        http=BoundedHttpToolsProtocol,  # head/body timeouts, 414/431 (uvicorn has none)
                         ws="websockets-sansio", ws_per_message_deflate=False,  # Supabase does not compress
-                        timeout_graceful_shutdown=5, access_log=log_level == "info",
+                        timeout_graceful_shutdown=5, access_log=log_level == "info", **SERVER_LIMITS,
                     )
                     server = uvicorn.Server(config)
 
