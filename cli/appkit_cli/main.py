@@ -234,6 +234,30 @@ def status(
     if info is None:
         raise fail(f"the local stack is not running in {paths.workdir}; run `appkit start`")
     print_info(info, output)
+    problem = _health_problem(info)
+    if problem is not None:
+        raise fail(f"the local stack (pid {info.pid}) is running but {problem}")
+
+
+def _health_problem(info: StackInfo) -> str | None:
+    """None when the running stack's ``/health`` says ok; otherwise what is wrong."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(info.api_url + "/health", timeout=5) as resp:  # noqa: S310 - our own URL
+            resp.read()
+        return None
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read() or b"{}")
+        except ValueError:
+            body = {}
+        down = ", ".join(body.get("down") or []) or "a component"
+        reason = body.get("reason")
+        return f"unhealthy: {down} down" + (f" ({reason})" if reason else "")
+    except (OSError, ValueError) as exc:
+        return f"not answering on {info.api_url} ({getattr(exc, 'reason', exc)})"
 
 
 def run() -> None:
