@@ -38,6 +38,7 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncAuth", "Auth"),
     ("AsyncFiles", "Files"),
     ("AsyncRealtime", "Realtime"),
+    ("AsyncRateLimit", "RateLimit"),
     ("asyncio.Lock", "threading.Lock"),
     ("asyncio.sleep", "time.sleep"),
     ("__aenter__", "__enter__"),

@@ -12,6 +12,7 @@ from supabase_auth.types import Session
 from appkit import errors
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
+from appkit._async.ratelimit import AsyncRateLimit
 from appkit._async.scope import AsyncCore, AsyncScope
 from appkit._async.table import AsyncTable
 from appkit.auth.jwt import JWKSCache
@@ -115,6 +116,10 @@ class AsyncAppKit:
     @property
     def files(self) -> AsyncFiles:
         return AsyncFiles(self._scope)
+
+    @property
+    def ratelimit(self) -> AsyncRateLimit:
+        return AsyncRateLimit(self._scope)
 
     @property
     def realtime(self) -> AsyncRealtime:

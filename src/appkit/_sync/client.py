@@ -13,6 +13,7 @@ from supabase_auth.types import Session
 from appkit import errors
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
+from appkit._sync.ratelimit import RateLimit
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
 from appkit.auth.jwt import JWKSCache
@@ -116,6 +117,10 @@ class AppKit:
     @property
     def files(self) -> Files:
         return Files(self._scope)
+
+    @property
+    def ratelimit(self) -> RateLimit:
+        return RateLimit(self._scope)
 
     @property
     def realtime(self) -> Realtime:
