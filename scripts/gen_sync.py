@@ -39,6 +39,7 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncFiles", "Files"),
     ("AsyncRealtime", "Realtime"),
     ("AsyncRateLimit", "RateLimit"),
+    ("AsyncAudit", "Audit"),
     ("asyncio.Lock", "threading.Lock"),
     ("asyncio.sleep", "time.sleep"),
     ("__aenter__", "__enter__"),

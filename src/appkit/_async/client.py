@@ -10,6 +10,7 @@ from pydantic import ValidationError as PydanticValidationError
 from supabase_auth.types import Session
 
 from appkit import errors
+from appkit._async.audit import AsyncAudit
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
 from appkit._async.ratelimit import AsyncRateLimit
@@ -112,6 +113,10 @@ class AsyncAppKit:
     @property
     def auth(self) -> AsyncAuth:
         return AsyncAuth(self._scope, self._jwks)
+
+    @property
+    def audit(self) -> AsyncAudit:
+        return AsyncAudit(self._scope)
 
     @property
     def files(self) -> AsyncFiles:

@@ -11,6 +11,7 @@ from pydantic import ValidationError as PydanticValidationError
 from supabase_auth.types import Session
 
 from appkit import errors
+from appkit._sync.audit import Audit
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
 from appkit._sync.ratelimit import RateLimit
@@ -113,6 +114,10 @@ class AppKit:
     @property
     def auth(self) -> Auth:
         return Auth(self._scope, self._jwks)
+
+    @property
+    def audit(self) -> Audit:
+        return Audit(self._scope)
 
     @property
     def files(self) -> Files:
