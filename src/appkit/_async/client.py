@@ -13,6 +13,8 @@ from appkit import errors
 from appkit._async.audit import AsyncAudit
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
+from appkit._async.notifications import AsyncNotifications
+from appkit._async.profiles import AsyncProfiles
 from appkit._async.ratelimit import AsyncRateLimit
 from appkit._async.scope import AsyncCore, AsyncScope
 from appkit._async.table import AsyncTable
@@ -121,6 +123,14 @@ class AsyncAppKit:
     @property
     def files(self) -> AsyncFiles:
         return AsyncFiles(self._scope)
+
+    @property
+    def notifications(self) -> AsyncNotifications:
+        return AsyncNotifications(self._scope, lambda: self.realtime)
+
+    @property
+    def profiles(self) -> AsyncProfiles:
+        return AsyncProfiles(self._scope)
 
     @property
     def ratelimit(self) -> AsyncRateLimit:

@@ -14,6 +14,8 @@ from appkit import errors
 from appkit._sync.audit import Audit
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
+from appkit._sync.notifications import Notifications
+from appkit._sync.profiles import Profiles
 from appkit._sync.ratelimit import RateLimit
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
@@ -122,6 +124,14 @@ class AppKit:
     @property
     def files(self) -> Files:
         return Files(self._scope)
+
+    @property
+    def notifications(self) -> Notifications:
+        return Notifications(self._scope, lambda: self.realtime)
+
+    @property
+    def profiles(self) -> Profiles:
+        return Profiles(self._scope)
 
     @property
     def ratelimit(self) -> RateLimit:
