@@ -44,6 +44,7 @@ _PG_CLASS: dict[str, type[errors.AppKitError]] = {
     "23502": errors.ValidationError,
     "23514": errors.ValidationError,
     "P0001": errors.ValidationError,  # raise exception in a trigger/function
+    "P0002": errors.NotFound,  # no_data_found, raised by functions for a missing referenced row
     "57014": errors.Timeout,  # statement timeout
 }
 
