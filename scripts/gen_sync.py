@@ -37,6 +37,7 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncTable", "Table"),
     ("AsyncAuth", "Auth"),
     ("AsyncFiles", "Files"),
+    ("AsyncJobs", "Jobs"),
     ("AsyncRealtime", "Realtime"),
     ("AsyncRateLimit", "RateLimit"),
     ("AsyncAudit", "Audit"),

@@ -32,6 +32,7 @@ from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
 from appkit_cli.audit import audit_app
 from appkit_cli.db import db_app
+from appkit_cli.jobs import jobs_app
 from appkit_cli.mail import mail
 from appkit_cli.ratelimit import ratelimit_app
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(ratelimit_app, name="ratelimit")
 app.add_typer(audit_app, name="audit")
 app.command("mail")(mail)

@@ -13,6 +13,7 @@ from appkit import errors
 from appkit._async.audit import AsyncAudit
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
+from appkit._async.jobs import AsyncJobs
 from appkit._async.notifications import AsyncNotifications
 from appkit._async.profiles import AsyncProfiles
 from appkit._async.ratelimit import AsyncRateLimit
@@ -123,6 +124,11 @@ class AsyncAppKit:
     @property
     def files(self) -> AsyncFiles:
         return AsyncFiles(self._scope)
+
+    @property
+    def jobs(self) -> AsyncJobs:
+        """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
+        return AsyncJobs(self._scope)
 
     @property
     def notifications(self) -> AsyncNotifications:

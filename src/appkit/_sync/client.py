@@ -14,6 +14,7 @@ from appkit import errors
 from appkit._sync.audit import Audit
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
+from appkit._sync.jobs import Jobs
 from appkit._sync.notifications import Notifications
 from appkit._sync.profiles import Profiles
 from appkit._sync.ratelimit import RateLimit
@@ -124,6 +125,11 @@ class AppKit:
     @property
     def files(self) -> Files:
         return Files(self._scope)
+
+    @property
+    def jobs(self) -> Jobs:
+        """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
+        return Jobs(self._scope)
 
     @property
     def notifications(self) -> Notifications:
