@@ -30,11 +30,13 @@ from appkit.local import (
 )
 from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
+from appkit_cli.audit import audit_app
 from appkit_cli.db import db_app
 from appkit_cli.gen import gen_app
 from appkit_cli.jobs import jobs_app
 from appkit_cli.mail import mail
 from appkit_cli.orgs import orgs_app
+from appkit_cli.ratelimit import ratelimit_app
 from appkit_cli.schema import schema_app
 from appkit_cli.storage import storage_app
 from appkit_cli.users import users_app
@@ -53,6 +55,8 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(users_app, name="users")
 app.add_typer(storage_app, name="storage")
+app.add_typer(ratelimit_app, name="ratelimit")
+app.add_typer(audit_app, name="audit")
 app.command("mail")(mail)
 
 

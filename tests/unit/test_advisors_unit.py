@@ -6,7 +6,7 @@ import pytest
 
 from appkit.db.advisors import LINTS, Finding, Level, exposed_schemas, fails, lint_named, select_findings
 from appkit.db.queries import load_queries, parse_queries
-from appkit.errors import ValidationError
+from appkit.errors import ConfigError, ValidationError
 
 
 def test_every_lint_has_a_query_and_unique_name() -> None:
@@ -24,7 +24,7 @@ def test_every_lint_has_a_query_and_unique_name() -> None:
 def test_parse_queries() -> None:
     text = "-- header\n-- name: one\n-- first\nselect 1;\n\n-- name: two\nselect 2;\n"
     assert parse_queries(text) == {"one": "-- first\nselect 1;", "two": "select 2;"}
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(ConfigError, match="twice"):
         parse_queries("-- name: a\nselect 1;\n-- name: a\nselect 2;\n")
 
 
