@@ -20,7 +20,7 @@ ADMIN_ROLES = ("service_role", "supabase_admin")
 
 class Guards:
     """The checks endpoints run before doing anything: each returns what it checked or raises
-    the :class:`~appkit.local.auth.errors.ApiError` GoTrue answers."""
+    the :class:`~appkit.local.auth.errors.GoTrueError` GoTrue answers."""
 
     def __init__(self, cfg: AuthConfig, keys: JWTKeys) -> None:
         self.cfg = cfg
