@@ -9,7 +9,7 @@ import pytest
 from starlette.requests import Request
 
 from appkit.local.auth import totp
-from appkit.local.auth.errors import ApiError, error_response
+from appkit.local.auth.errors import GoTrueError, error_response
 from appkit.local.auth.inputs import json_body, merge_metadata, redirect_allowed, validate_email, validate_phone
 from appkit.local.auth.otp import pkce_matches, pkce_params
 from appkit.local.auth.passwords import check_strength
@@ -38,12 +38,12 @@ def test_totp_secret_and_uri() -> None:
 
 def test_password_strength() -> None:
     cfg = AuthConfig(minimum_password_length=8, password_requirements="lower_upper_letters_digits")
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(GoTrueError) as err:
         check_strength(cfg, "short")
     assert err.value.error_code == "weak_password" and err.value.extra["weak_password"]["reasons"] == [
         "length", "characters"]
     check_strength(cfg, "Abcdefg1")
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(GoTrueError) as err:
         check_strength(cfg, "A1" + "b" * 80)
     assert err.value.error_code == "validation_failed"
 
@@ -84,9 +84,9 @@ def test_pkce() -> None:
     assert pkce_matches("s256", challenge, verifier)
     assert not pkce_matches("s256", challenge, "b" * 50)
     assert pkce_matches("plain", verifier, verifier)
-    with pytest.raises(ApiError):
+    with pytest.raises(GoTrueError):
         pkce_params({"code_challenge": "short", "code_challenge_method": "s256"})
-    with pytest.raises(ApiError):
+    with pytest.raises(GoTrueError):
         pkce_params({"code_challenge": challenge, "code_challenge_method": "md5"})
     assert pkce_params({}) is None
 
@@ -95,12 +95,12 @@ def test_validation() -> None:
     assert validate_email("  Ada@Example.COM ") == "ada@example.com"
     assert validate_phone("+1 555-123-4567") == "15551234567"
     for bad in ("", "a@", "@b.co", "a b@c.co", "x" * 260 + "@b.co"):
-        with pytest.raises(ApiError):
+        with pytest.raises(GoTrueError):
             validate_email(bad)
     for bad in ("", "+0123", "12a45", "1" * 16):
-        with pytest.raises(ApiError):
+        with pytest.raises(GoTrueError):
             validate_phone(bad)
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(GoTrueError) as err:
         json_body(b"{")
     assert err.value.error_code == "bad_json"
     assert merge_metadata({"a": 1, "b": 2}, {"b": None, "c": 3}) == {"a": 1, "c": 3}
@@ -112,7 +112,7 @@ def _request(headers: dict[str, str]) -> Request:
 
 
 def test_error_shapes_follow_api_version() -> None:
-    err = ApiError(400, "invalid_credentials", "Invalid login credentials")
+    err = GoTrueError(400, "invalid_credentials", "Invalid login credentials")
     old = error_response(_request({}), err)
     new = error_response(_request({"X-Supabase-Api-Version": "2024-01-01"}), err)
     assert old.body == b'{"code":400,"error_code":"invalid_credentials","msg":"Invalid login credentials"}'

@@ -76,6 +76,17 @@ def test_cli_imports_only_public_names() -> None:
     assert bad == [], "\n".join(bad)
 
 
+#: names other packages (the CLI, new SDK packages) import from appkit.local: keep them
+LOCAL_SURFACE = {"LocalStack", "StackInfo", "StackPaths", "read_info", "remove_data", "resolve_workdir", "stop_stack",
+                 "write_atomic", "load_config", "ProjectConfig", "list_messages", "reset_database", "is_running"}
+
+
+def test_local_surface_exports_the_stable_names() -> None:
+    import appkit.local
+
+    assert set(appkit.local.__all__) >= LOCAL_SURFACE
+
+
 def test_local_surface_is_light_and_complete() -> None:
     proc = run(
         "import sys, appkit.local as L\n"

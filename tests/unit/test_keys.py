@@ -136,3 +136,20 @@ def test_cached_verification_still_checks_expiry_and_copies(monkeypatch: pytest.
     head, _, sig = tok.split(".")
     with pytest.raises(AuthError):
         keys.verify(head + "." + b64({"sub": "admin", "exp": int(now) + 500}) + "." + sig)
+
+
+def test_verify_json_serialises_once_and_still_checks_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = JWTKeys.load(DEFAULT_JWT_SECRET)
+    now = time.time()
+    tok = jwt.encode({"sub": "u", "role": "authenticated", "exp": int(now) + 5}, DEFAULT_JWT_SECRET, algorithm="HS256")
+    claims, text = keys.verify_json(tok)
+    assert json.loads(text) == claims == keys.verify(tok)
+    assert " " not in text
+    again, text2 = keys.verify_json(tok)
+    assert text2 is text, "the JSON is kept with the cached token"
+    again["sub"] = "mutated"
+    assert keys.verify_json(tok)[0]["sub"] == "u"
+    monkeypatch.setattr(time, "time", lambda: now + 10)
+    with pytest.raises(AuthError) as info:
+        keys.verify_json(tok)
+    assert info.value.code == "expired_jwt"

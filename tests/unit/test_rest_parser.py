@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appkit.local.rest.builder import ident, pg_array_literal
-from appkit.local.rest.errors import ApiError
+from appkit.local.rest.errors import RestError
 from appkit.local.rest.parser import (
     Filter,
     Logic,
@@ -55,13 +55,13 @@ def test_select_quoted_identifiers() -> None:
 
 @pytest.mark.parametrize("bad", ["id,", "id)", "a(b", "id::text;drop", "x!", '"open', "a:b:c", "id.x"])
 def test_select_errors(bad: str) -> None:
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(RestError) as exc:
         parse_select(bad)
     assert exc.value.status == 400
 
 
 def test_aggregates_are_disabled() -> None:
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(RestError) as exc:
         parse_select("id.count()")
     assert exc.value.code == "PGRST123"
 
@@ -83,7 +83,7 @@ def test_operations() -> None:
 
 @pytest.mark.parametrize("bad", ["eq", "zz.1", "in.1,2", "is.maybe", "eq(foo).1", "fts(a)(b).x", "in.(1,\"2)"])
 def test_operation_errors(bad: str) -> None:
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(RestError) as exc:
         parse_operation(parse_field("x"), bad, "filter")
     assert exc.value.code == "PGRST100"
 
@@ -105,7 +105,7 @@ def test_logic_trees() -> None:
 
 @pytest.mark.parametrize("bad", ["a.eq.1", "(a.eq.1", "(a.eq.1))", "(,)", "(a.eq.1,)", "(or(a.eq.1)"])
 def test_logic_errors(bad: str) -> None:
-    with pytest.raises(ApiError):
+    with pytest.raises(RestError):
         parse_logic("or", bad, False)
 
 
@@ -115,7 +115,7 @@ def test_order() -> None:
     assert (terms[1].desc, terms[1].nulls) == (False, None)
     assert (terms[2].relation, terms[2].field.name) == ("author", "name")
     assert terms[3].field.json_path == [("->>", "k")] and terms[3].desc
-    with pytest.raises(ApiError):
+    with pytest.raises(RestError):
         parse_order("a.sideways")
 
 
@@ -128,14 +128,14 @@ def test_prefer_and_range() -> None:
     assert parse_range("0-9") == (0, 9)
     assert parse_range("items=5-") == (5, None)
     assert parse_range("nonsense") is None
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(RestError) as exc:
         parse_range("9-0")
     assert exc.value.status == 416
 
 
 def test_query_pairs_split_path_lists() -> None:
     assert query_pairs(b"a=1&b=x%2Cy&a=2&c+d=e+f") == [("a", "1"), ("b", "x,y"), ("a", "2"), ("c d", "e f")]
-    with pytest.raises(ApiError):
+    with pytest.raises(RestError):
         query_pairs(b"a=%ff")
     assert split_path("books.authors.name") == (["books", "authors"], "name")
     assert split_path('"a.b".c') == (['"a.b"'], "c")

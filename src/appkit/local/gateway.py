@@ -1,18 +1,18 @@
 """The stack's one ASGI app, laid out like Supabase's API gateway.
 
-Each service lives in its own package ``appkit.local.<name>`` exposing
-``create_service(ctx)``; packages that are not there (or disabled in config.toml) are
-simply not mounted, so the gateway grows as services land.
+Each service lives in its own package ``appkit.local.<name>`` (``auth``, ``rest``, ``storage``,
+``realtime``) whose ``service.py`` defines ``<Name>Service`` and ``create_service(ctx)``; a
+service disabled in config.toml is not imported or mounted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import ModuleType
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,27 +39,17 @@ EXPOSED_HEADERS = ["Content-Range", "Content-Location", "Location", "Range-Unit"
                    "Upload-Length", "Tus-Resumable", "ETag", "Content-Disposition"]
 
 
-def import_services(config: Any, only: str | None = None) -> list[Any]:
-    """Import the enabled service packages (no instances); returns their modules."""
-    modules = []
-    for name in SERVICE_PREFIXES:
-        if only is not None and name != only:
-            continue
-        module_name = f"appkit.local.{name}"
-        if importlib.util.find_spec(module_name) is None or not getattr(getattr(config, name, None), "enabled", True):
-            continue
-        modules.append(importlib.import_module(module_name))
-    return modules
+def import_services(config: Any, only: str | None = None) -> list[ModuleType]:
+    """The enabled service packages (imported, not instantiated), in the gateway's order."""
+    return [
+        importlib.import_module(f"appkit.local.{name}")
+        for name in SERVICE_PREFIXES
+        if (only is None or name == only) and getattr(getattr(config, name, None), "enabled", True)
+    ]
 
 
 def load_services(ctx: StackContext, only: str | None = None) -> list[Service]:
-    services: list[Service] = []
-    for module in import_services(ctx.config, only):
-        factory = getattr(module, "create_service", None)
-        if factory is None:
-            continue
-        services.append(factory(ctx))
-    return services
+    return [module.create_service(ctx) for module in import_services(ctx.config, only)]
 
 
 class PrefixDispatch:

@@ -37,10 +37,18 @@ VERIFIED_CACHE_SIZE = 4096
 
 
 @dataclass
+class _Verified:
+    """A verified token's claims and, once asked for, their JSON."""
+
+    claims: dict[str, Any]
+    json: str | None = None
+
+
+@dataclass
 class JWTKeys:
     secret: str
     signing_keys: list[SigningKey] = field(default_factory=list)
-    _verified: OrderedDict[tuple[str, str | tuple[str, ...] | None], dict[str, Any]] = field(
+    _verified: OrderedDict[tuple[str, str | tuple[str, ...] | None], _Verified] = field(
         default_factory=OrderedDict, repr=False
     )
 
@@ -85,19 +93,30 @@ class JWTKeys:
         A token verified before is answered from a bounded cache; its expiry is checked
         again on every use.
         """
-        key_aud = tuple(audience) if isinstance(audience, list) else audience
-        cached = self._verified.get((token, key_aud))
+        return dict(self._verified_entry(token, audience).claims)
+
+    def verify_json(self, token: str, *, audience: str | list[str] | None = None) -> tuple[dict[str, Any], str]:
+        """:meth:`verify`, plus the claims as compact JSON (what ``request.jwt.claims`` is set
+        to), serialised once per cached token."""
+        entry = self._verified_entry(token, audience)
+        if entry.json is None:
+            entry.json = json.dumps(entry.claims, separators=(",", ":"))
+        return dict(entry.claims), entry.json
+
+    def _verified_entry(self, token: str, audience: str | list[str] | None) -> _Verified:
+        key = (token, tuple(audience) if isinstance(audience, list) else audience)
+        cached = self._verified.get(key)
         if cached is not None:
-            if "exp" in cached and float(cached["exp"]) <= time.time():
-                self._verified.pop((token, key_aud), None)
+            if "exp" in cached.claims and float(cached.claims["exp"]) <= time.time():
+                self._verified.pop(key, None)
                 raise token_error("JWT expired", EXPIRED_JWT)
-            self._verified.move_to_end((token, key_aud))
-            return dict(cached)
-        claims = self._verify(token, audience)
-        self._verified[(token, key_aud)] = claims
+            self._verified.move_to_end(key)
+            return cached
+        entry = _Verified(self._verify(token, audience))
+        self._verified[key] = entry
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        return dict(claims)
+        return entry
 
     def _verify(self, token: str, audience: str | list[str] | None) -> dict[str, Any]:
         header = token_header(token)

@@ -132,12 +132,21 @@ class AsyncSubscription(Generic[E]):
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self.channel: AsyncRealtimeChannel | None = None
         self._closed = False
+        self._sink: Callable[[E], None] = self._queue.put_nowait
+        self._end_sink: Callable[[], None] = lambda: self._queue.put_nowait(_END)
+
+    def send_to(self, push: Callable[[E], None], end: Callable[[], None] | None = None) -> None:
+        """Deliver events to ``push`` (and the end of the stream to ``end``) instead of this
+        subscription's own queue; call before :meth:`start`."""
+        self._sink = push
+        if end is not None:
+            self._end_sink = end
 
     def _push(self, item: E) -> None:
-        self._queue.put_nowait(item)
+        self._sink(item)
 
     def _end(self) -> None:
-        self._queue.put_nowait(_END)
+        self._end_sink()
 
     async def start(self) -> AsyncSubscription[E]:
         if self.channel is not None:
@@ -380,13 +389,7 @@ class AsyncRealtime:
         """Callback style: ``callback(change)`` runs on the event loop for each change;
         returns the (started) subscription, ``await sub.aclose()`` to stop."""
         sub = self.changes(model, events=events, where=where)
-        original = sub._push
-
-        def both(item: Change[M]) -> None:
-            callback(item)
-
-        sub._push = both  # type: ignore[method-assign]
-        del original
+        sub.send_to(callback)
         return await sub.start()
 
     async def aclose(self) -> None:
@@ -441,8 +444,7 @@ class Subscription(Generic[E]):
 
         async def go() -> AsyncSubscription[E]:
             inner = self._make()
-            inner._push = self._callback or self._queue.put_nowait  # type: ignore[method-assign,assignment]
-            inner._end = lambda: self._queue.put_nowait(_END)  # type: ignore[method-assign]
+            inner.send_to(self._callback or self._queue.put_nowait, lambda: self._queue.put_nowait(_END))
             return await inner.start()
 
         self._inner = self._owner._thread().run(go())

@@ -19,7 +19,7 @@ API_VERSION = "2024-01-01"
 _VERSION_RE = re.compile(r"^2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
 
-class ApiError(Exception):
+class GoTrueError(Exception):
     """An error answered to the client with GoTrue's status, ``error_code`` and message."""
 
     def __init__(self, status: int, error_code: str, msg: str, **extra: Any) -> None:
@@ -40,28 +40,28 @@ class OAuthError(Exception):
         self.status = status
 
 
-def bad_request(code: str, msg: str, **extra: Any) -> ApiError:
-    return ApiError(400, code, msg, **extra)
+def bad_request(code: str, msg: str, **extra: Any) -> GoTrueError:
+    return GoTrueError(400, code, msg, **extra)
 
 
-def unprocessable(code: str, msg: str, **extra: Any) -> ApiError:
-    return ApiError(422, code, msg, **extra)
+def unprocessable(code: str, msg: str, **extra: Any) -> GoTrueError:
+    return GoTrueError(422, code, msg, **extra)
 
 
-def forbidden(code: str, msg: str) -> ApiError:
-    return ApiError(403, code, msg)
+def forbidden(code: str, msg: str) -> GoTrueError:
+    return GoTrueError(403, code, msg)
 
 
-def unauthorized(code: str, msg: str) -> ApiError:
-    return ApiError(401, code, msg)
+def unauthorized(code: str, msg: str) -> GoTrueError:
+    return GoTrueError(401, code, msg)
 
 
-def not_found(code: str, msg: str) -> ApiError:
-    return ApiError(404, code, msg)
+def not_found(code: str, msg: str) -> GoTrueError:
+    return GoTrueError(404, code, msg)
 
 
-def too_many(code: str, msg: str) -> ApiError:
-    return ApiError(429, code, msg)
+def too_many(code: str, msg: str) -> GoTrueError:
+    return GoTrueError(429, code, msg)
 
 
 def uses_new_shape(request: Request) -> bool:
@@ -69,7 +69,7 @@ def uses_new_shape(request: Request) -> bool:
     return bool(_VERSION_RE.match(version)) and version >= API_VERSION
 
 
-def error_response(request: Request, err: ApiError) -> JSONResponse:
+def error_response(request: Request, err: GoTrueError) -> JSONResponse:
     body: dict[str, Any]
     if uses_new_shape(request):
         body = {"code": err.error_code, "message": err.msg}

@@ -48,7 +48,7 @@ def misshapen_claim(claims: dict[str, Any]) -> str | None:
 
 class Guards:
     """The checks endpoints run before doing anything: each returns what it checked or raises
-    the :class:`~appkit.local.auth.errors.ApiError` GoTrue answers."""
+    the :class:`~appkit.local.auth.errors.GoTrueError` GoTrue answers."""
 
     def __init__(self, cfg: AuthConfig, keys: JWTKeys) -> None:
         self.cfg = cfg

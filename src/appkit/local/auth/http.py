@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from appkit.local.auth.errors import (
     API_VERSION,
     API_VERSION_HEADER,
-    ApiError,
+    GoTrueError,
     OAuthError,
     error_response,
     oauth_error_response,
@@ -91,7 +91,7 @@ def error_boundary(path: str, handler: Handler, check_apikey: Callable[[Request]
                 body = json_body(await request.body())
             host = request.client.host if request.client else None
             response = await handler(AuthRequest(request, body, client_ip(host)))
-        except ApiError as err:
+        except GoTrueError as err:
             return error_response(request, err)
         except OAuthError as err:
             return oauth_error_response(err)
@@ -101,10 +101,10 @@ def error_boundary(path: str, handler: Handler, check_apikey: Callable[[Request]
         except psycopg.Error as exc:
             log.exception("auth: database error")
             msg = "Database error" + (f": {exc.diag.message_primary}" if exc.diag.message_primary else "")
-            return error_response(request, ApiError(500, "unexpected_failure", msg))
+            return error_response(request, GoTrueError(500, "unexpected_failure", msg))
         except Exception:
             log.exception("auth: unexpected error on %s %s", request.method, path)
-            return error_response(request, ApiError(500, "unexpected_failure", "Unexpected failure"))
+            return error_response(request, GoTrueError(500, "unexpected_failure", "Unexpected failure"))
         response.headers[API_VERSION_HEADER] = API_VERSION
         return response
 

@@ -196,7 +196,7 @@ class Tokens:
     async def refresh(self, conn: Conn, token: str) -> dict[str, Any] | None:
         """The ``refresh_token`` grant, with GoTrue's rotation and reuse-interval rules.
 
-        Runs inside the caller's transaction; raises :class:`ApiError`. When a revoked token
+        Runs inside the caller's transaction; raises :class:`GoTrueError`. When a revoked token
         is reused after the reuse interval, the session's tokens are revoked and None is
         returned: the caller commits, then answers ``refresh_token_already_used``.
         """

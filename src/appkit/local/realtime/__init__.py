@@ -7,12 +7,6 @@ See docs/realtime.md.
 
 from __future__ import annotations
 
-from appkit.local.context import Service, StackContext
-from appkit.local.realtime.service import RealtimeService
-
-
-def create_service(ctx: StackContext) -> Service:
-    return RealtimeService(ctx)
-
+from appkit.local.realtime.service import RealtimeService, create_service
 
 __all__ = ["RealtimeService", "create_service"]

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from appkit.local.pgsocket import flush, wait_socket
+from appkit.local.tasks import cancel_and_wait
 
 log = logging.getLogger("appkit.local.realtime")
 
@@ -240,11 +241,8 @@ class ChangeFeed:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()  # closing the session drops the temporary slot

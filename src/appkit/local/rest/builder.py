@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
-from appkit.local.rest.errors import ApiError, undefined_column
+from appkit.local.rest.errors import RestError, undefined_column
 from appkit.local.rest.parser import (
     Field,
     Filter,
@@ -138,7 +138,7 @@ class ReadBuilder:
         # filtering on an embedded resource's presence: ?rel=is.null / not.is.null
         if flt.field.name not in source.columns and flt.field.name in embeds and not flt.field.json_path:
             if flt.op != "is" or flt.value not in ("null", "not_null"):
-                raise ApiError(400, "PGRST100", f"only is.null / not.is.null can filter the embedded "
+                raise RestError(400, "PGRST100", f"only is.null / not.is.null can filter the embedded "
                                                  f"resource '{flt.field.name}'")
             is_null = (flt.value == "null") != flt.negate
             return f"({embeds[flt.field.name]} IS {'NULL' if is_null else 'NOT NULL'})"
@@ -181,7 +181,7 @@ class ReadBuilder:
     # -- relationships -----------------------------------------------------------------------------
     def find_relationship(self, source: Source, embed: SelectEmbed) -> tuple[Relationship, Table]:
         if source.key is None:
-            raise ApiError(400, "PGRST200", f"Could not find a relationship between '{source.label}' and "
+            raise RestError(400, "PGRST200", f"Could not find a relationship between '{source.label}' and "
                                             f"'{embed.relation}' in the schema cache")
         rels = self.cache.rels_from(source.key)
         name = embed.relation
@@ -202,7 +202,7 @@ class ReadBuilder:
                 or (r.cardinality != "m2m" and (r.columns == [h] or r.target_columns == [h]))
             ]
         if not cands:
-            raise ApiError(
+            raise RestError(
                 400, "PGRST200",
                 f"Could not find a relationship between '{source.label}' and '{name}' in the schema cache",
                 hint="Perhaps you meant a different relationship, or the schema cache is stale "
@@ -219,7 +219,7 @@ class ReadBuilder:
                  "relationship": (f"{r.constraint} using {r.junction[1]}" if r.junction else r.constraint)}
                 for r in cands
             ]
-            raise ApiError(
+            raise RestError(
                 300, "PGRST201",
                 f"Could not embed because more than one relationship was found for '{source.label}' "
                 f"and '{name}'",
@@ -264,11 +264,11 @@ class ReadBuilder:
         if term.relation is not None:
             found = embed_rels.get(term.relation)
             if found is None:
-                raise ApiError(400, "PGRST108", f"'{term.relation}' is not an embedded resource in this request",
+                raise RestError(400, "PGRST108", f"'{term.relation}' is not an embedded resource in this request",
                                hint=f"Verify that '{term.relation}' is included in the 'select' query parameter.")
             rel, target = found
             if rel.cardinality not in ("m2o", "o2o"):
-                raise ApiError(400, "PGRST118", f"A related order on '{term.relation}' is not possible",
+                raise RestError(400, "PGRST118", f"A related order on '{term.relation}' is not possible",
                                details=f"'{source.label}' and '{term.relation}' do not form a many-to-one or "
                                        "one-to-one relationship")
             ta = self.alias()
@@ -313,7 +313,7 @@ class ReadBuilder:
                       for c, tc in zip(rel.columns, rel.target_columns, strict=True)]
         to_one = rel.cardinality in ("m2o", "o2o")
         if embed.spread and not to_one:
-            raise ApiError(400, "PGRST119", f"A spread operation on '{embed.relation}' is not possible",
+            raise RestError(400, "PGRST119", f"A spread operation on '{embed.relation}' is not possible",
                            details=f"'{source.label}' and '{embed.relation}' do not form a many-to-one "
                                    "or one-to-one relationship")
         selects = ", ".join(f"{e} AS {ident(n)}" for e, n in child.selects)
@@ -361,7 +361,7 @@ def check_paths(rb: ReadBuilder) -> None:
     for path in rb.queries:
         if path and path not in rb.used_paths:
             name = ".".join(path)
-            raise ApiError(400, "PGRST108", f"'{name}' is not an embedded resource in this request",
+            raise RestError(400, "PGRST108", f"'{name}' is not an embedded resource in this request",
                            hint=f"Verify that '{name}' is included in the 'select' query parameter.")
 
 

@@ -21,9 +21,10 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from appkit.local.context import POOL_MAX_IDLE
-from appkit.local.rest.errors import ApiError
+from appkit.local.rest.errors import RestError
 
 Conn = psycopg.AsyncConnection[Any]
+#: statements a connection keeps prepared (psycopg's cache and the fast path's, the same bound)
 PREPARED_MAX = 5000
 
 
@@ -61,13 +62,13 @@ class ConnectionLease:
                     return conn
                 except Exception:
                     self._out -= 1
-                    raise ApiError(503, "PGRST000", "Could not connect with the database") from None
+                    raise RestError(503, "PGRST000", "Could not connect with the database") from None
             fut: asyncio.Future[Conn | None] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             try:
                 got = await asyncio.wait_for(fut, self.timeout)
             except TimeoutError:
-                raise ApiError(504, "PGRST003", "Timed out acquiring connection from connection pool.") from None
+                raise RestError(504, "PGRST003", "Timed out acquiring connection from connection pool.") from None
             if got is not None:
                 return got
             # a slot was freed (a broken connection went back to the pool): loop and borrow anew

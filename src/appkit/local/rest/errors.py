@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 
-class ApiError(Exception):
+class RestError(Exception):
     """An error answered to the client with PostgREST's JSON shape."""
 
     def __init__(
@@ -30,23 +30,23 @@ class ApiError(Exception):
         ).encode()
 
 
-def parse_error(message: str, details: str | None = None) -> ApiError:
-    return ApiError(400, "PGRST100", message, details=details)
+def parse_error(message: str, details: str | None = None) -> RestError:
+    return RestError(400, "PGRST100", message, details=details)
 
 
-def table_not_found(schema: str, name: str) -> ApiError:
-    return ApiError(
+def table_not_found(schema: str, name: str) -> RestError:
+    return RestError(
         404, "PGRST205", f"Could not find the table '{schema}.{name}' in the schema cache",
     )
 
 
-def column_not_found(table: str, column: str) -> ApiError:
-    return ApiError(400, "PGRST204", f"Could not find the '{column}' column of '{table}' in the schema cache")
+def column_not_found(table: str, column: str) -> RestError:
+    return RestError(400, "PGRST204", f"Could not find the '{column}' column of '{table}' in the schema cache")
 
 
-def undefined_column(table: str, column: str) -> ApiError:
+def undefined_column(table: str, column: str) -> RestError:
     # what PostgREST answers when Postgres rejects an unknown column in select/filter/order
-    return ApiError(400, "42703", f"column {table}.{column} does not exist")
+    return RestError(400, "42703", f"column {table}.{column} does not exist")
 
 
 def _status_for_sqlstate(code: str, anon: bool) -> int:
@@ -67,7 +67,7 @@ def _status_for_sqlstate(code: str, anon: bool) -> int:
     return by_class.get(prefix, 400)
 
 
-def from_pg(exc: psycopg.Error, *, anon: bool) -> ApiError:
+def from_pg(exc: psycopg.Error, *, anon: bool) -> RestError:
     """Map a Postgres error to PostgREST's status and body."""
     diag = exc.diag
     code = exc.sqlstate or ""
@@ -75,14 +75,14 @@ def from_pg(exc: psycopg.Error, *, anon: bool) -> ApiError:
     details = diag.message_detail
     hint = diag.message_hint
     if isinstance(exc, psycopg.OperationalError) and not code:
-        return ApiError(503, "PGRST000", "Could not connect with the database", details=str(exc).strip())
+        return RestError(503, "PGRST000", "Could not connect with the database", details=str(exc).strip())
     if isinstance(exc, psycopg.DataError) and not code:
         # rejected by the driver before reaching Postgres (e.g. a NUL character in a value)
-        return ApiError(400, "22021", message)
+        return RestError(400, "22021", message)
     return from_fields(code, message, details, hint, anon=anon)
 
 
-def from_fields(code: str, message: str, details: str | None, hint: str | None, *, anon: bool) -> ApiError:
+def from_fields(code: str, message: str, details: str | None, hint: str | None, *, anon: bool) -> RestError:
     """Map a Postgres error (SQLSTATE and message fields) to PostgREST's status and body."""
     if code == "PGRST" or code == "PT000":
         # RAISE sqlstate 'PGRST' using message = '{"code":..,"message":..}', detail = '{"status":..}'
@@ -91,15 +91,15 @@ def from_fields(code: str, message: str, details: str | None, hint: str | None, 
             extra = json.loads(details or "{}")
             status = int(extra.get("status", 400))
             headers = {str(k): str(v) for k, v in (extra.get("headers") or {}).items()}
-            return ApiError(
+            return RestError(
                 status, body.get("code"), str(body.get("message", "")), details=body.get("details"),
                 hint=body.get("hint"), headers=headers,
             )
         except (ValueError, TypeError, AttributeError):
-            return ApiError(500, "PGRST121", "Could not parse JSON in the RAISE SQLSTATE 'PGRST' error",
+            return RestError(500, "PGRST121", "Could not parse JSON in the RAISE SQLSTATE 'PGRST' error",
                             details=message)
     if code.startswith("PT") and code[2:].isdigit():
-        return ApiError(int(code[2:]), code, message, details=details, hint=hint)
+        return RestError(int(code[2:]), code, message, details=details, hint=hint)
     status = _status_for_sqlstate(code, anon)
     headers = {"WWW-Authenticate": "Bearer"} if code == "42501" and anon else {}
-    return ApiError(status, code or None, message, details=details, hint=hint, headers=headers)
+    return RestError(status, code or None, message, details=details, hint=hint, headers=headers)

@@ -13,7 +13,7 @@ from appkit.local.context import StackContext
 from appkit.local.rest import fastpath
 from appkit.local.rest.builder import ident
 from appkit.local.rest.conns import ConnectionLease
-from appkit.local.rest.errors import ApiError, from_pg
+from appkit.local.rest.errors import RestError, from_pg
 from appkit.local.rest.http import RestRequest
 from appkit.local.rest.parser import parse_prefer
 from appkit.local.rest.schema import SchemaCache, SchemaWatcher
@@ -122,7 +122,7 @@ class Executor:
                                            rollback=rollback, check=check, fetch=fetch)
             except Retry:
                 continue
-        raise ApiError(503, "PGRST000", "Could not connect with the database")
+        raise RestError(503, "PGRST000", "Could not connect with the database")
 
     async def _execute(
         self, req: RestRequest, caller: RestCaller, schema: str, sql_text: str, params: dict[str, Any], *,
@@ -143,7 +143,7 @@ class Executor:
                     except fastpath.BrokenConnection:
                         if read_only:
                             raise Retry() from None
-                        raise ApiError(503, "PGRST000", "Could not connect with the database") from None
+                        raise RestError(503, "PGRST000", "Could not connect with the database") from None
                     if fast is not None:
                         return (fast[0] if fetch else None), fast[1]
                     async with conn.pipeline():

@@ -22,11 +22,11 @@ import psycopg
 from psycopg import pq
 
 from appkit.local.pgsocket import flush, wait_socket
-from appkit.local.rest.errors import ApiError, from_fields
+from appkit.local.rest.conns import PREPARED_MAX
+from appkit.local.rest.errors import RestError, from_fields
 
 _NAMED = re.compile(r"%%|%\((\w+)\)s")
 _INT_OIDS = {20, 21, 23}
-MAX_PREPARED = 5000
 _names = itertools.count(1)
 
 
@@ -130,7 +130,7 @@ async def run(
         pg.enter_pipeline_mode()
         for stmt, params in plan:
             name = prepared.get(stmt.sql)
-            if name is None and len(prepared) < MAX_PREPARED:
+            if name is None and len(prepared) < PREPARED_MAX:
                 name = f"pgrst_{next(_names)}".encode()
                 pg.send_prepare(name, stmt.sql)
                 ops.append((stmt.sql, name))
@@ -181,7 +181,7 @@ async def run(
     return row, int(last.command_tuples or 0)
 
 
-def _api_error(res: pq.abc.PGresult, anon: bool) -> ApiError:
+def _api_error(res: pq.abc.PGresult, anon: bool) -> RestError:
     def field(f: pq.DiagnosticField) -> str | None:
         v = res.error_field(f)
         return v.decode("utf-8", "replace") if v is not None else None

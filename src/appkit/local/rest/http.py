@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.types import Receive, Send
 
-from appkit.local.rest.errors import ApiError
+from appkit.local.rest.errors import RestError
 
 JSON_CT = b"application/json; charset=utf-8"
 MAX_BODY = 100 * 1024 * 1024
@@ -35,11 +35,11 @@ class RestResponse:
     stream: Streamer | None = None
 
 
-def error_response(err: ApiError) -> RestResponse:
+def error_response(err: RestError) -> RestResponse:
     return RestResponse(err.status, err.body(), dict(err.headers))
 
 
-async def send_error(send: Send, err: ApiError) -> None:
+async def send_error(send: Send, err: RestError) -> None:
     body = err.body()
     headers = [(b"content-type", JSON_CT), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in err.headers.items()]
@@ -50,7 +50,7 @@ async def send_error(send: Send, err: ApiError) -> None:
 async def read_body(receive: Receive, headers: dict[str, str]) -> bytes:
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
-        raise ApiError(413, "PGRST413", "Payload Too Large",
+        raise RestError(413, "PGRST413", "Payload Too Large",
                        details=f"The request body is larger than {MAX_BODY} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -62,7 +62,7 @@ async def read_body(receive: Receive, headers: dict[str, str]) -> bytes:
         if chunk:
             size += len(chunk)
             if size > MAX_BODY:
-                raise ApiError(413, "PGRST413", "Payload Too Large",
+                raise RestError(413, "PGRST413", "Payload Too Large",
                                details=f"The request body is larger than {MAX_BODY} bytes")
             chunks.append(chunk)
         if not msg.get("more_body", False):
@@ -74,11 +74,11 @@ def json_body(req: RestRequest) -> Any:
     ct = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ct not in ("application/json", "", "application/vnd.pgrst.object+json", "text/plain"):
         if ct == "text/csv":
-            raise ApiError(415, "PGRST107", "text/csv request bodies are not supported by this server")
-        raise ApiError(415, "PGRST107", f"Content-Type not acceptable: {ct}")
+            raise RestError(415, "PGRST107", "text/csv request bodies are not supported by this server")
+        raise RestError(415, "PGRST107", f"Content-Type not acceptable: {ct}")
     if not req.body.strip():
         return None
     try:
         return json.loads(req.body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "PGRST102", "Empty or invalid json", details=str(exc)) from None
+        raise RestError(400, "PGRST102", "Empty or invalid json", details=str(exc)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from appkit.local.rest.errors import ApiError
+from appkit.local.rest.errors import RestError
 from appkit.local.rest.http import JSON_CT, RestRequest, RestResponse
 from appkit.local.rest.parser import (
     NodeQuery,
@@ -33,7 +33,7 @@ def apply_response_gucs(resp: RestResponse, headers_json: Any, status_text: Any)
                         raise ValueError
                     resp.headers[str(k)] = str(v)
         except ValueError:
-            raise ApiError(500, "PGRST111", "response.headers guc must be a JSON array composed of objects "
+            raise RestError(500, "PGRST111", "response.headers guc must be a JSON array composed of objects "
                                             "with a single key and a string value") from None
     if status_text:
         try:
@@ -41,15 +41,15 @@ def apply_response_gucs(resp: RestResponse, headers_json: Any, status_text: Any)
             if not 100 <= code <= 599:
                 raise ValueError
         except ValueError:
-            raise ApiError(500, "PGRST112", "response.status guc must be a valid status code") from None
+            raise RestError(500, "PGRST112", "response.status guc must be a valid status code") from None
         resp.status = code
         if code != 204 and resp.content_type is None:
             resp.content_type = JSON_CT
     return resp
 
 
-def singular_error(n: int) -> ApiError:
-    return ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
+def singular_error(n: int) -> RestError:
+    return RestError(406, "PGRST116", "Cannot coerce the result to a single JSON object",
                     details=f"The result contains {n} rows")
 
 
@@ -75,7 +75,7 @@ class Negotiation:
                 return "csv", False
             if mt == "application/openapi+json" and allow_openapi:
                 return "json", False
-        raise ApiError(406, "PGRST107", f"None of these media types are available: {accept}")
+        raise RestError(406, "PGRST107", f"None of these media types are available: {accept}")
 
     def _limits(self, req: RestRequest, plan: Plan) -> tuple[int | None, int]:
         root = plan.queries.get((), NodeQuery())
@@ -94,6 +94,6 @@ class Negotiation:
     def _prefer(self, req: RestRequest) -> Prefer:
         prefer = parse_prefer(req.prefer_raw)
         if prefer.handling == "strict" and prefer.invalid:
-            raise ApiError(400, "PGRST122", "Invalid preferences given with handling=strict",
+            raise RestError(400, "PGRST122", "Invalid preferences given with handling=strict",
                            details=f"Invalid preferences: {', '.join(prefer.invalid)}")
         return prefer

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from appkit.local.rest.errors import ApiError, parse_error
+from appkit.local.rest.errors import RestError, parse_error
 
 OPERATORS = {
     "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch", "in", "is", "isdistinct",
@@ -117,7 +117,7 @@ class _Scanner:
     def peek(self, n: int = 1) -> str:
         return self.s[self.i:self.i + n]
 
-    def error(self, msg: str) -> ApiError:
+    def error(self, msg: str) -> RestError:
         return parse_error(
             f'"failed to parse {self.what} ({self.s})" (line 1, column {self.i + 1})', details=msg,
         )
@@ -231,7 +231,7 @@ def _select_item(sc: _Scanner, depth: int) -> SelectItem:
     if sc.peek() == ".":
         m = re.match(r"\.(\w+)\(", sc.s[sc.i:])
         if m and m.group(1) in AGGREGATES:
-            raise ApiError(400, "PGRST123", "Use of aggregate functions is not allowed")
+            raise RestError(400, "PGRST123", "Use of aggregate functions is not allowed")
         raise sc.error("unexpected '.'")
     cast: str | None = None
     if sc.peek(2) == "::":
@@ -602,7 +602,7 @@ def parse_range(header: str) -> tuple[int, int | None] | None:
     lo = int(m.group(1))
     hi = int(m.group(2)) if m.group(2) else None
     if hi is not None and hi < lo:
-        raise ApiError(416, "PGRST103", "Requested range not satisfiable",
+        raise RestError(416, "PGRST103", "Requested range not satisfiable",
                        details="The lower boundary must be lower than or equal to the upper boundary "
                                "in the Range header.")
     return lo, hi

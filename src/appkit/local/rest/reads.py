@@ -16,7 +16,7 @@ from appkit.local.rest.builder import (
     Source,
     read_sql,
 )
-from appkit.local.rest.errors import ApiError, from_pg
+from appkit.local.rest.errors import RestError, from_pg
 from appkit.local.rest.executor import SETUP_SQL, Executor, RestCaller, roll_back
 from appkit.local.rest.http import JSON_CT, RestRequest, RestResponse, Streamer, send_error
 from appkit.local.rest.negotiation import Negotiation, apply_response_gucs, singular_error
@@ -166,7 +166,7 @@ class Reads(Executor, Negotiation):
         headers: dict[str, str] = {}
         status = 200
         if total is not None and offset > 0 and offset >= total and page == 0 and total > 0:
-            raise ApiError(416, "PGRST103", "Requested range not satisfiable",
+            raise RestError(416, "PGRST103", "Requested range not satisfiable",
                            details=f"An offset of {offset} was requested, but there are only {total} rows.",
                            headers={"Content-Range": f"*/{total}"})
         total_s = "*" if total is None else str(total)

@@ -13,7 +13,7 @@ from appkit.local.rest.builder import (
     qualified,
     type_sql,
 )
-from appkit.local.rest.errors import ApiError
+from appkit.local.rest.errors import RestError
 from appkit.local.rest.executor import RestCaller
 from appkit.local.rest.http import RestRequest, RestResponse, json_body
 from appkit.local.rest.negotiation import apply_response_gucs, singular_error
@@ -32,10 +32,10 @@ class Rpc(Reads):
     async def rpc(self, req: RestRequest, caller: RestCaller, cache: SchemaCache, schema: str,
                   name: str) -> RestResponse:
         if req.method not in ("GET", "HEAD", "POST"):
-            raise ApiError(405, "PGRST101", "Only GET and POST verbs are allowed for functions")
+            raise RestError(405, "PGRST101", "Only GET and POST verbs are allowed for functions")
         overloads = cache.functions.get((schema, name), [])
         if not overloads:
-            raise ApiError(
+            raise RestError(
                 404, "PGRST202", f"Could not find the function {schema}.{name} in the schema cache",
                 hint="Perhaps you meant to call a different function, or the schema cache is stale.",
             )
@@ -65,7 +65,7 @@ class Rpc(Reads):
         else:
             if req.method == "POST":
                 if not isinstance(body, dict):
-                    raise ApiError(400, "PGRST102", "Empty or invalid json",
+                    raise RestError(400, "PGRST102", "Empty or invalid json",
                                    details="function arguments must be a JSON object")
                 payload = req.body.decode("utf-8") if req.body.strip() else "{}"
                 names = [a for a in fn.args if a.name in given]
@@ -161,7 +161,7 @@ class Rpc(Reads):
                 cands = exact
         if not cands:
             args_text = ", ".join(sorted(given))
-            raise ApiError(
+            raise RestError(
                 404, "PGRST202",
                 f"Could not find the function {schema}.{name}({args_text}) in the schema cache"
                 if given else f"Could not find the function {schema}.{name} without parameters in the schema cache",
@@ -170,7 +170,7 @@ class Rpc(Reads):
                         "but no matches were found in the schema cache.",
             )
         if len(cands) > 1:
-            raise ApiError(
+            raise RestError(
                 300, "PGRST203",
                 "Could not choose the best candidate function between: "
                 + ", ".join(f"{schema}.{name}({', '.join(a.name + ' => ' + a.type for a in f.args)})"

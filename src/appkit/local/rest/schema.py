@@ -8,10 +8,13 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+
+from appkit.local.tasks import cancel_and_wait
 
 log = logging.getLogger("appkit.local.rest")
 
@@ -303,17 +306,23 @@ def _function_from_row(
     )
 
 
-def _top_target_list(tree: str) -> list[str]:
-    """The top-level query's TARGETENTRY texts from a view's ``_RETURN`` rule tree."""
-    depth = 0
-    i = 0
+def _chars(tree: str, i: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, character) of a node tree from ``i`` on, skipping backslash-escaped characters."""
     n = len(tree)
-    start = -1
     while i < n:
         ch = tree[i]
         if ch == "\\":
             i += 2
             continue
+        yield i, ch
+        i += 1
+
+
+def _top_target_list(tree: str) -> list[str]:
+    """The top-level query's TARGETENTRY texts from a view's ``_RETURN`` rule tree."""
+    depth = 0
+    start = -1
+    for i, ch in _chars(tree):
         if ch in "({":
             depth += 1
         elif ch in ")}":
@@ -321,18 +330,12 @@ def _top_target_list(tree: str) -> list[str]:
         elif depth == 2 and tree.startswith(":targetList (", i):
             start = i + len(":targetList (")
             break
-        i += 1
     if start < 0:
         return []
     entries: list[str] = []
-    i = start
     depth = 0
     entry_start = -1
-    while i < n:
-        ch = tree[i]
-        if ch == "\\":
-            i += 2
-            continue
+    for i, ch in _chars(tree, start):
         if ch in "({":
             if depth == 0 and ch == "{":
                 entry_start = i
@@ -344,7 +347,6 @@ def _top_target_list(tree: str) -> list[str]:
             if depth == 0 and ch == "}" and entry_start >= 0:
                 entries.append(tree[entry_start:i + 1])
                 entry_start = -1
-        i += 1
     return entries
 
 
@@ -462,10 +464,7 @@ class SchemaWatcher:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def reload(self) -> None:
         self._version += 1

@@ -8,7 +8,6 @@ string), ``negotiation.py`` (Accept, Prefer, limits), ``executor.py`` (the trans
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -21,7 +20,7 @@ from appkit.local.context import StackContext
 from appkit.local.rest import openapi
 from appkit.local.rest.builder import table_source
 from appkit.local.rest.conns import ConnectionLease
-from appkit.local.rest.errors import ApiError, table_not_found
+from appkit.local.rest.errors import RestError, table_not_found
 from appkit.local.rest.executor import POOL_SIZE, RestCaller
 from appkit.local.rest.http import RestRequest, RestResponse, error_response, read_body
 from appkit.local.rest.parser import query_pairs
@@ -97,11 +96,11 @@ class RestService(Rpc, Writes):
         try:
             req.body = await read_body(receive, headers)
             resp = await self.handle(req)
-        except ApiError as err:
+        except RestError as err:
             resp = error_response(err)
         except Exception:  # a bug must still answer in PostgREST's shape
             log.exception("rest: unexpected error on %s %s", method, path)
-            resp = error_response(ApiError(500, "PGRST000", "Internal server error"))
+            resp = error_response(RestError(500, "PGRST000", "Internal server error"))
         if resp.stream is not None:
             await resp.stream(send, method == "HEAD")
             return
@@ -121,7 +120,7 @@ class RestService(Rpc, Writes):
         if auth:
             scheme, _, cred = auth.partition(" ")
             if scheme.lower() != "bearer" or not cred.strip():
-                raise ApiError(401, "PGRST301", "Invalid Authorization header: expected 'Bearer <JWT>'",
+                raise RestError(401, "PGRST301", "Invalid Authorization header: expected 'Bearer <JWT>'",
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
             token = cred.strip()
         else:
@@ -131,24 +130,23 @@ class RestService(Rpc, Writes):
                     if k == "apikey":
                         token = v
         if not token:
-            raise ApiError(401, "PGRST302", "No API key found in request",
+            raise RestError(401, "PGRST302", "No API key found in request",
                            hint="No `apikey` request header or url param was found.",
                            headers={"WWW-Authenticate": "Bearer"})
         try:
-            claims = self.ctx.keys.verify(token)  # JWTKeys remembers the tokens it verified
+            claims, claims_json = self.ctx.keys.verify_json(token)  # remembered per token by JWTKeys
         except AuthError as exc:
             # PostgREST: claim validation failures are PGRST303, decoding/signature ones PGRST301
             claim = exc.details.get("claim") if isinstance(exc.details, dict) else None
             expired = exc.code == EXPIRED_JWT
             msg = "JWT expired" if expired else (f"The JWT '{claim}' claim must be a number" if claim else str(exc))
-            raise ApiError(
+            raise RestError(
                 401, "PGRST303" if expired or claim else "PGRST301", msg,
                 headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{msg}"'},
             ) from None
-        claims_json = json.dumps(claims, separators=(",", ":"))
         role = claims.get("role") or self.anon_role
         if not isinstance(role, str):
-            raise ApiError(401, "PGRST303", "JWT claim 'role' must be a string")
+            raise RestError(401, "PGRST303", "JWT claim 'role' must be a string")
         return RestCaller(role, claims_json, role == self.anon_role)
 
     async def handle(self, req: RestRequest) -> RestResponse:
@@ -157,19 +155,19 @@ class RestService(Rpc, Writes):
         caller = self.authenticate(req)
         cache = self.watcher.cache
         if cache is None:
-            raise ApiError(503, "PGRST002", "Could not query the database for the schema cache. Retrying.",
+            raise RestError(503, "PGRST002", "Could not query the database for the schema cache. Retrying.",
                            details=self.watcher.last_error)
         schema = self._schema(req)
         parts = [p for p in req.path.split("/") if p != ""]
         if not parts:
             if req.method not in ("GET", "HEAD"):
-                raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+                raise RestError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
             doc = openapi.document(cache, schema, self.ctx.api_url)
             return RestResponse(200, doc, {}, b"application/openapi+json; charset=utf-8")
         if len(parts) == 2 and parts[0] == "rpc":
             return await self.rpc(req, caller, cache, schema, parts[1])
         if len(parts) != 1:
-            raise ApiError(404, "PGRST125", "Invalid path specified in request URL")
+            raise RestError(404, "PGRST125", "Invalid path specified in request URL")
         table = cache.tables.get((schema, parts[0]))
         if table is None:
             raise table_not_found(schema, parts[0])
@@ -183,7 +181,7 @@ class RestService(Rpc, Writes):
             return await self.update(req, caller, cache, schema, table)
         if req.method == "DELETE":
             return await self.delete(req, caller, cache, schema, table)
-        raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
+        raise RestError(405, "PGRST117", f"Unsupported HTTP method: {req.method}")
 
     def _schema(self, req: RestRequest) -> str:
         key = "accept-profile" if req.method in ("GET", "HEAD") else "content-profile"
@@ -191,7 +189,7 @@ class RestService(Rpc, Writes):
         if profile is None:
             return self.schemas[0]
         if profile not in self.schemas:
-            raise ApiError(406, "PGRST106", f"Invalid schema: {profile}",
+            raise RestError(406, "PGRST106", f"Invalid schema: {profile}",
                            hint=f"Only the following schemas are exposed: {', '.join(self.schemas)}")
         return profile
 

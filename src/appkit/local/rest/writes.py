@@ -17,7 +17,7 @@ from appkit.local.rest.builder import (
     table_source,
     type_sql,
 )
-from appkit.local.rest.errors import ApiError, column_not_found
+from appkit.local.rest.errors import RestError, column_not_found
 from appkit.local.rest.executor import Executor, RestCaller
 from appkit.local.rest.http import JSON_CT, RestRequest, RestResponse, json_body
 from appkit.local.rest.negotiation import Negotiation, apply_response_gucs, singular_error
@@ -46,11 +46,11 @@ class Writes(Executor, Negotiation):
         elif isinstance(body, list) and all(isinstance(r, dict) for r in body):
             rows = body
         else:
-            raise ApiError(400, "PGRST102", "Empty or invalid json",
+            raise RestError(400, "PGRST102", "Empty or invalid json",
                            details="the body must be a JSON object or an array of objects")
         if upsert_put:
             if len(rows) != 1:
-                raise ApiError(400, "PGRST102", "PUT requires a single JSON object")
+                raise RestError(400, "PGRST102", "PUT requires a single JSON object")
             self._check_put(plan, table, rows[0])
         if plan.columns is not None:
             cols = plan.columns
@@ -60,7 +60,7 @@ class Writes(Executor, Negotiation):
                 keyset = set(cols)
                 for r in rows[1:]:
                     if set(r.keys()) != keyset:
-                        raise ApiError(400, "PGRST102", "All object keys must match")
+                        raise RestError(400, "PGRST102", "All object keys must match")
         else:
             cols = []
         for c in cols:
@@ -96,14 +96,14 @@ class Writes(Executor, Negotiation):
             if rows:
                 dml = f"INSERT INTO {tq} AS t0 DEFAULT VALUES"
                 if len(rows) > 1:
-                    raise ApiError(400, "PGRST102", "Inserting several empty objects is not supported")
+                    raise RestError(400, "PGRST102", "Inserting several empty objects is not supported")
         resolution = prefer.resolution
         if upsert_put:
             resolution = "merge-duplicates"
         if resolution is not None:
             conflict = plan.on_conflict or table.pk
             if not conflict:
-                raise ApiError(400, "PGRST100", f"on_conflict is required: '{table.name}' has no primary key")
+                raise RestError(400, "PGRST100", f"on_conflict is required: '{table.name}' has no primary key")
             for c in conflict:
                 if c not in table.columns:
                     raise column_not_found(table.name, c)
@@ -120,20 +120,20 @@ class Writes(Executor, Negotiation):
     def _check_put(self, plan: Plan, table: Table, row: dict[str, Any]) -> None:
         root = plan.queries.get((), NodeQuery())
         if root.limit is not None or root.offset is not None:
-            raise ApiError(400, "PGRST114", "limit/offset querystring parameters are not allowed for PUT")
+            raise RestError(400, "PGRST114", "limit/offset querystring parameters are not allowed for PUT")
         eqs: dict[str, str] = {}
         for flt in root.filters:
             if not isinstance(flt, Filter) or flt.op != "eq" or flt.negate or flt.field.json_path \
                     or not isinstance(flt.value, str):
-                raise ApiError(405, "PGRST105", "Filters must include all and only primary key columns with "
+                raise RestError(405, "PGRST105", "Filters must include all and only primary key columns with "
                                                 "'eq' operators")
             eqs[flt.field.name] = flt.value
         if not table.pk or set(eqs) != set(table.pk):
-            raise ApiError(405, "PGRST105", "Filters must include all and only primary key columns with "
+            raise RestError(405, "PGRST105", "Filters must include all and only primary key columns with "
                                             "'eq' operators")
         for k in table.pk:
             if k not in row or str(row[k]) != eqs[k]:
-                raise ApiError(400, "PGRST115", "Payload values do not match URL in primary key column(s)")
+                raise RestError(400, "PGRST115", "Payload values do not match URL in primary key column(s)")
 
     async def update(self, req: RestRequest, caller: RestCaller, cache: SchemaCache, schema: str,
                      table: Table) -> RestResponse:
@@ -144,7 +144,7 @@ class Writes(Executor, Negotiation):
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise ApiError(400, "PGRST102", "Empty or invalid json", details="PATCH needs a JSON object")
+            raise RestError(400, "PGRST102", "Empty or invalid json", details="PATCH needs a JSON object")
         cols = plan.columns if plan.columns is not None else list(body.keys())
         for c in cols:
             if c not in table.columns:
@@ -179,7 +179,7 @@ class Writes(Executor, Negotiation):
         root = plan.queries.get((), NodeQuery())
         for path in plan.queries:
             if path:
-                raise ApiError(400, "PGRST108", f"'{'.'.join(path)}' is not an embedded resource in this request")
+                raise RestError(400, "PGRST108", f"'{'.'.join(path)}' is not an embedded resource in this request")
         rb = ReadBuilder(cache, params, {})
         src = table_source(table)
         conds = [rb.filter_sql(f, src, "t0", {}) for f in root.filters]
@@ -197,7 +197,7 @@ class Writes(Executor, Negotiation):
 
         def check_count(n: int) -> None:
             if max_affected is not None and n > max_affected:
-                raise ApiError(400, "PGRST124", "Query result exceeds max-affected preference constraint",
+                raise RestError(400, "PGRST124", "Query result exceeds max-affected preference constraint",
                                details=f"The query affects {n} rows")
             if kind == "object" and n != 1:
                 raise singular_error(n)

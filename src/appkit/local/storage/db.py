@@ -33,7 +33,7 @@ Conn = AsyncConnection[dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Caller:
+class StorageCaller:
     """Who is calling: the role and claims from the verified JWT."""
 
     role: str
@@ -88,7 +88,7 @@ class StorageDB:
         self.admin_pool = admin_pool
 
     @asynccontextmanager
-    async def as_caller(self, caller: Caller, method: str = "GET") -> AsyncIterator[Conn]:
+    async def as_caller(self, caller: StorageCaller, method: str = "GET") -> AsyncIterator[Conn]:
         try:
             async with self.user_pool.connection() as raw:
                 conn = cast(Conn, raw)

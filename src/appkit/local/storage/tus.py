@@ -27,7 +27,7 @@ from starlette.responses import Response
 from appkit.local.atomic import write_atomic
 from appkit.local.storage import errors as E
 from appkit.local.storage.api import StorageAPI
-from appkit.local.storage.db import Caller
+from appkit.local.storage.db import StorageCaller
 from appkit.local.storage.files import (
     DEFAULT_MIME,
     Ingested,
@@ -102,7 +102,7 @@ class TusUploads:
         if request.headers.get("tus-resumable") != TUS_VERSION:
             raise E.StorageError(412, "TusError", "Unsupported TUS version", http_status=412)
 
-    def _caller_matches(self, caller: Caller, info: dict[str, Any]) -> None:
+    def _caller_matches(self, caller: StorageCaller, info: dict[str, Any]) -> None:
         if caller.role != "service_role" and (caller.sub != info.get("sub") or caller.role != info.get("role")):
             raise E.access_denied("This upload belongs to another user")
 
@@ -111,21 +111,16 @@ class TusUploads:
             "Tus-Version": TUS_VERSION, "Tus-Extension": "creation,creation-with-upload,termination",
             "Tus-Max-Size": str(self.api.global_limit)}))
 
-    async def create(self, request: Request) -> Response:
-        return await self._create(request, signed=False)
-
-    async def create_signed(self, request: Request) -> Response:
-        return await self._create(request, signed=True)
-
-    def _signed_owner(self, request: Request, bucket_id: str, key: str) -> tuple[Caller, bool]:
+    def _signed_owner(self, request: Request, bucket_id: str, key: str) -> tuple[StorageCaller, bool]:
         """The owner and upsert flag of a signed-upload token sent as ``x-signature``."""
-        payload = self.api._verify_token(request.headers.get("x-signature"), f"{bucket_id}/{key}")
+        payload = self.api.verify_url_token(request.headers.get("x-signature"), f"{bucket_id}/{key}")
         claims: dict[str, Any] = {"role": payload.get("role") or "authenticated"}
         if payload.get("owner"):
             claims["sub"] = payload["owner"]
-        return Caller(str(claims["role"]), claims), bool(payload.get("upsert"))
+        return StorageCaller(str(claims["role"]), claims), bool(payload.get("upsert"))
 
-    def _auth(self, request: Request, info: dict[str, Any], *, signed: bool) -> tuple[Caller | None, Caller]:
+    def _auth(self, request: Request, info: dict[str, Any], *,
+              signed: bool) -> tuple[StorageCaller | None, StorageCaller]:
         """(who writes the row: None = storage admin after a verified token, the row's owner)."""
         if bool(info.get("signed")) != signed:
             raise E.tus_error(404, "Upload not found")
@@ -136,7 +131,7 @@ class TusUploads:
         self._caller_matches(caller, info)
         return caller, caller
 
-    async def _create(self, request: Request, *, signed: bool) -> Response:
+    async def create(self, request: Request, *, signed: bool) -> Response:
         self._check_version(request)
         caller = None if signed else self.api.caller(request)
         if request.headers.get("upload-defer-length"):
@@ -171,7 +166,7 @@ class TusUploads:
             owner, upsert = self._signed_owner(request, bucket_id, key)
         else:
             owner, upsert = caller, request.headers.get("x-upsert", "false").lower() == "true"
-            await self.api._check_insert(caller, bucket_id, key, upsert)
+            await self.api.check_insert(caller, bucket_id, key, upsert)
         upload_id = new_version()
         info_path, data_path = self._paths(upload_id)
         data_path.touch()
@@ -194,13 +189,7 @@ class TusUploads:
         host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
         return f"{proto}://{host}{request.scope.get('root_path', '')}"
 
-    async def head(self, request: Request) -> Response:
-        return await self._head(request, signed=False)
-
-    async def head_signed(self, request: Request) -> Response:
-        return await self._head(request, signed=True)
-
-    async def _head(self, request: Request, *, signed: bool) -> Response:
+    async def head(self, request: Request, *, signed: bool) -> Response:
         upload_id = request.path_params["upload_id"]
         info, _, data_path = self._load(upload_id)
         self._auth(request, info, signed=signed)
@@ -211,13 +200,7 @@ class TusUploads:
         return Response(status_code=200, headers=_headers(**{
             "Upload-Offset": str(offset), "Upload-Length": str(info["length"]), "Cache-Control": "no-store"}))
 
-    async def patch(self, request: Request) -> Response:
-        return await self._patch(request, signed=False)
-
-    async def patch_signed(self, request: Request) -> Response:
-        return await self._patch(request, signed=True)
-
-    async def _patch(self, request: Request, *, signed: bool) -> Response:
+    async def patch(self, request: Request, *, signed: bool) -> Response:
         self._check_version(request)
         upload_id = request.path_params["upload_id"]
         info, _, data_path = self._load(upload_id)
@@ -231,7 +214,7 @@ class TusUploads:
         return Response(status_code=204, headers=_headers(**{"Upload-Offset": str(offset)}))
 
     async def _append(self, request: Request, upload_id: str, info: dict[str, Any], data_path: Path,
-                      offset: int, caller: Caller | None, owner: Caller) -> tuple[int, bool]:
+                      offset: int, caller: StorageCaller | None, owner: StorageCaller) -> tuple[int, bool]:
         lock = self.locks.setdefault(upload_id, asyncio.Lock())
         if lock.locked():
             raise E.StorageError(423, "ResourceLocked", "The upload is being written by another request",
@@ -267,8 +250,8 @@ class TusUploads:
                 await self._finish(upload_id, info, data_path, caller, owner)
             return offset, finished
 
-    async def _finish(self, upload_id: str, info: dict[str, Any], data_path: Path, caller: Caller | None,
-                      owner: Caller) -> None:
+    async def _finish(self, upload_id: str, info: dict[str, Any], data_path: Path, caller: StorageCaller | None,
+                      owner: StorageCaller) -> None:
         temp = self.api.store.temp_path()
         os.replace(data_path, temp)
         ing = Ingested(temp, int(info["length"]), info["mimetype"], info["cacheControl"], info.get("metadata"))
@@ -279,13 +262,7 @@ class TusUploads:
             temp.unlink(missing_ok=True)
             self._remove(upload_id)
 
-    async def delete(self, request: Request) -> Response:
-        return await self._delete(request, signed=False)
-
-    async def delete_signed(self, request: Request) -> Response:
-        return await self._delete(request, signed=True)
-
-    async def _delete(self, request: Request, *, signed: bool) -> Response:
+    async def delete(self, request: Request, *, signed: bool) -> Response:
         self._check_version(request)
         upload_id = request.path_params["upload_id"]
         info, _, _ = self._load(upload_id)

@@ -150,10 +150,7 @@ class AdminEndpoints(EndpointBase):
                 banned_until=banned_until if ban_set else None,
                 is_anonymous=not email and not phone,
             )
-            user = await user_by_id(conn, uid)
-            assert user is not None
-            await audit(conn, "user_signedup", user, req.ip, provider="admin")
-        return ok(user_json(user))
+            return await self._audited_user(conn, uid, req, "user_signedup", provider="admin")
 
     async def admin_update_user(self, req: AuthRequest) -> Response:
         self._require_admin(req)
@@ -227,10 +224,14 @@ class AdminEndpoints(EndpointBase):
                 await ensure_identity(conn, fresh, "phone")
             if ban_set and banned_until is not None:
                 await conn.execute("delete from auth.sessions where user_id = %s", (uid,))
-            fresh = await user_by_id(conn, uid)
-            assert fresh is not None
-            await audit(conn, "user_modified", fresh, req.ip, by="admin")
-        return ok(user_json(fresh))
+            return await self._audited_user(conn, uid, req, "user_modified", by="admin")
+
+    async def _audited_user(self, conn: Conn, uid: str, req: AuthRequest, action: str, **traits: Any) -> Response:
+        """The tail of an admin create/update: the user as it now is, audited, as the response."""
+        user = await user_by_id(conn, uid)
+        assert user is not None
+        await audit(conn, action, user, req.ip, **traits)
+        return ok(user_json(user))
 
     async def admin_delete_user(self, req: AuthRequest) -> Response:
         self._require_admin(req)

@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from appkit.local.auth import mail
-from appkit.local.auth.errors import ApiError, forbidden
+from appkit.local.auth.errors import GoTrueError, forbidden
 from appkit.local.auth.guards import Guards
 from appkit.local.auth.http import AuthRequest
 from appkit.local.auth.inputs import get_str, redirect_allowed
@@ -38,7 +38,7 @@ class EndpointBase(Guards):
     @property
     def pool(self) -> AsyncConnectionPool:
         if self._pool is None:
-            raise ApiError(503, "unexpected_failure", "auth service is not started")
+            raise GoTrueError(503, "unexpected_failure", "auth service is not started")
         return self._pool
 
     async def _current(self, req: AuthRequest, conn: Conn, *, lock: bool = False) -> tuple[dict[str, Any], Row]:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from appkit.local.auth import mail, totp
 from appkit.local.auth.endpoints.base import EndpointBase
 from appkit.local.auth.errors import (
-    ApiError,
+    GoTrueError,
     bad_request,
     forbidden,
     not_found,
@@ -107,7 +107,7 @@ class MfaEndpoints(EndpointBase):
                 raise not_found("mfa_factor_not_found", "MFA factor with the provided challenge ID not found")
             if ch[0] is not None or ch[1]:
                 await conn.execute("delete from auth.mfa_challenges where id = %s", (challenge_id,))
-                failure: ApiError | None = unprocessable(
+                failure: GoTrueError | None = unprocessable(
                     "mfa_challenge_expired", f"MFA challenge {challenge_id} has expired, verify against another"
                     " challenge or create a new challenge.")
             else:

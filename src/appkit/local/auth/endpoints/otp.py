@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from appkit.local.auth.endpoints.base import EndpointBase
 from appkit.local.auth.errors import (
-    ApiError,
+    GoTrueError,
     bad_request,
     forbidden,
     unprocessable,
@@ -259,7 +259,7 @@ class OtpEndpoints(EndpointBase):
             async with self.pool.connection() as conn, conn.transaction():
                 _, session, code = await self._verify(conn, kind, digest=token.removeprefix("pkce_"),
                                                       recipient=None, ip=req.ip, user_agent=req.user_agent)
-        except ApiError as err:
+        except GoTrueError as err:
             params = {"error": "access_denied" if err.status < 500 else "server_error",
                       "error_code": err.error_code,
                       "error_description": "Email link is invalid or has expired" if err.error_code == "otp_expired"

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from appkit.local.auth.batch import Coalescer
 from appkit.local.auth.endpoints.base import EndpointBase
 from appkit.local.auth.errors import (
-    ApiError,
+    GoTrueError,
     OAuthError,
     bad_request,
     forbidden,
@@ -153,7 +153,7 @@ class SessionEndpoints(EndpointBase):
             else:
                 try:
                     user = await user_by_phone(conn, validate_phone(phone))
-                except ApiError:
+                except GoTrueError:
                     user = None
         hashed = user["encrypted_password"] if user is not None else None
         valid = await self.hasher.check(password, hashed)
@@ -171,7 +171,7 @@ class SessionEndpoints(EndpointBase):
             await audit(conn, "login", user, req.ip, provider="email" if email else "phone")
         try:
             check_strength(self.cfg, password)
-        except ApiError as weak:  # GoTrue tells the client when the password breaks the current rules
+        except GoTrueError as weak:  # GoTrue tells the client when the password breaks the current rules
             reasons = weak.extra.get("weak_password", {}).get("reasons", ["length"])
             session["weak_password"] = {"reasons": reasons, "message": weak.msg}
         return ok(session)
