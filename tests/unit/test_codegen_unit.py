@@ -54,3 +54,23 @@ def test_check_schemas_rejects(bad: list[str]) -> None:
 
 def test_check_schemas_dedupes() -> None:
     assert check_schemas(["public", "api", "public"]) == ["public", "api"]
+
+
+def test_clashing_column_and_argument_names_stay_distinct() -> None:
+    from appkit.db.codegen import Function
+
+    catalog = Catalog(schemas=("public",), types=_types(), relations=[
+        Relation(3, "public", "t", "r", None, ("a_b",), (
+            Column("a b", 25, True, False, False, False, None),
+            Column("a_b", 25, True, False, False, False, None),
+        )),
+    ], functions=[
+        Function(10, "public", "f", (23, 23, 23, 23), ("i", "i", "i", "i"), ("self", "args", "_data", "class"),
+                 0, 23, False, None),
+    ])
+    source = render(catalog)
+    assert '    a_b: str = Field(alias="a b")' in source and '    a_b_: str = Field(alias="a_b")' in source
+    assert 'primary_key="a_b_"' in source
+    assert "def f(self, *, self_: int, args_: int, _data_: int, class_: int) -> int:" in source
+    assert 'args["self"] = encode_value(self_)' in source and 'args["class"] = encode_value(class_)' in source
+    compile(source, "generated.py", "exec")

@@ -23,6 +23,7 @@ def test_wheel_contains_sql_extensions_and_typing(tmp_path: Path) -> None:
     assert "appkit/local/pgshare/extension/uuid-ossp.control" in names
     assert "appkit/local/pgshare/extension/pgcrypto--1.3.sql" in names
     assert "appkit/py.typed" in names
+    assert {"appkit/db/advisors.sql", "appkit/db/codegen.sql"} <= names  # loaded by name at run time
     assert "appkit_cli/main.py" in names
     assert any(n.startswith("appkit/sql/") for n in names)
     assert "appkit/sql/0020_jobs.sql" in names and "appkit/jobs/queries.sql" in names

@@ -207,6 +207,23 @@ def _field_name(column: str) -> str:
     return text
 
 
+def _param_name(arg: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9_]", "_", arg) or "arg"
+    if text[0].isdigit():
+        text = "a_" + text
+    if keyword.iskeyword(text) or keyword.issoftkeyword(text):
+        text += "_"
+    return text
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate = name
+    while candidate in taken:
+        candidate += "_"
+    taken.add(candidate)
+    return candidate
+
+
 class _Names:
     """Hands out unique module-level names."""
 
@@ -355,10 +372,12 @@ def _pair_lines(lines: list[str]) -> list[str]:
 
 def _model_block(r: _Render, rel: Relation) -> str:
     name = r.models[rel.oid]
+    taken: set[str] = set()
+    fields = {col.name: _unique(_field_name(col.name), taken) for col in rel.columns}
     keywords = [f"table={_lit(rel.name)}", f"schema={_lit(rel.schema)}"]
     pk = rel.primary_key
-    if len(pk) == 1 and _field_name(pk[0]) != "id":
-        keywords.append(f"primary_key={_lit(_field_name(pk[0]))}")
+    if len(pk) == 1 and fields.get(pk[0], pk[0]) != "id":
+        keywords.append(f"primary_key={_lit(fields.get(pk[0], pk[0]))}")
     lines = [f"class {name}(Model, {', '.join(keywords)}):"]
     doc = f"{_KIND_WORDS.get(rel.kind, 'relation')} {rel.schema}.{rel.name}"
     if rel.comment:
@@ -372,7 +391,7 @@ def _model_block(r: _Render, rel: Relation) -> str:
     for col in rel.columns:
         ann = r.annotation(col.type)
         nullable = not col.not_null or view
-        field_name = _field_name(col.name)
+        field_name = fields[col.name]
         alias = f"alias={_lit(col.name)}" if field_name != col.name else ""
         if nullable:
             ann = _nullable(ann)
@@ -437,8 +456,9 @@ def _functions(r: _Render) -> tuple[list[str], list[str], list[str], list[str], 
                         and catalog.types[fn.returns].name == "record")):
             row_name = r.names.take(_pascal(fname) + "Row", _pascal(schema) + _pascal(fname) + "Row")
             body = [f"class {row_name}(BaseModel):", f"    {_docstring(f'A row of {qualified}().')}", ""]
+            row_taken: set[str] = set()
             for out_name, out_type in outputs:
-                fld = _field_name(out_name)
+                fld = _unique(_field_name(out_name), row_taken)
                 default = f"Field(default=None, alias={_lit(out_name)})" if fld != out_name else "None"
                 body.append(f"    {fld}: {_nullable(r.annotation(out_type))} = {default}")
             rows.append("\n".join(body) + "\n")
@@ -453,30 +473,31 @@ def _functions(r: _Render) -> tuple[list[str], list[str], list[str], list[str], 
         required_count = len(inputs) - fn.defaults
         params: list[str] = []
         assigns: list[str] = []
+        taken = {"self", "args", "_data"}
         for i, (arg, arg_type) in enumerate(inputs):
-            py = _field_name(arg)
+            py = _unique(_param_name(arg), taken)
             ann = r.annotation(arg_type)
             if i < required_count:
                 params.append(f"{py}: {ann}")
-                assigns.append(f"        params[{_lit(arg)}] = encode_value({py})")
+                assigns.append(f"        args[{_lit(arg)}] = encode_value({py})")
             else:
                 params.append(f"{py}: {ann} | None = None")
                 assigns.append(f"        if {py} is not None:")
-                assigns.append(f"            params[{_lit(arg)}] = encode_value({py})")
+                assigns.append(f"            args[{_lit(arg)}] = encode_value({py})")
         signature = ", *, " + ", ".join(params) if params else ""
         doc = f"{qualified}({', '.join(a for a, _ in inputs)})"
         if fn.comment:
             doc += ": " + " ".join(fn.comment.split())
-        call = f"self._app.rpc({_lit(fname)}, params, schema={_lit(schema)})"
+        call = f"self._app.rpc({_lit(fname)}, args, schema={_lit(schema)})"
         for target, prefix, awaiting in ((sync_methods, "def", ""), (async_methods, "async def", "await ")):
             target.append("\n".join([
                 f"    {prefix} {method}(self{signature}) -> {result}:",
                 f"        {_docstring(doc)}",
-                "        params: dict[str, Any] = {}",
+                "        args: dict[str, Any] = {}",
                 *assigns,
                 *([f"        {awaiting}{call}"] if result == "None" else [
-                    f"        data = {awaiting}{call}",
-                    f"        return _result({adapter}, data, {_lit(qualified)})",
+                    f"        _data = {awaiting}{call}",
+                    f"        return _result({adapter}, _data, {_lit(qualified)})",
                 ]),
             ]))
     return sync_methods, async_methods, adapters, rows, skipped
