@@ -245,7 +245,7 @@ alter table appkit.memberships enable row level security;
 alter table appkit.role_permissions enable row level security;
 
 create policy organizations_read on appkit.organizations for select to authenticated
-  using (id in (select appkit.org_ids_with_role('viewer')));
+  using (id = any (array(select appkit.org_ids_with_role('viewer'))));
 create policy organizations_update on appkit.organizations for update to authenticated
   using (appkit.has_org_permission(id, 'org.update'))
   with check (appkit.has_org_permission(id, 'org.update'));
@@ -253,7 +253,7 @@ create policy organizations_delete on appkit.organizations for delete to authent
   using (appkit.has_org_permission(id, 'org.delete'));
 
 create policy memberships_read on appkit.memberships for select to authenticated
-  using (user_id = (select auth.uid()) or org_id in (select appkit.org_ids_with_role('viewer')));
+  using (user_id = (select auth.uid()) or org_id = any (array(select appkit.org_ids_with_role('viewer'))));
 
 create policy role_permissions_read on appkit.role_permissions for select to authenticated using (true);
 
