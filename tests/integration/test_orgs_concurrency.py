@@ -120,6 +120,29 @@ def test_mutual_self_demotion_by_direct_writes(stack: StackHandle, users: dict[s
         assert owners(stack.db_url, org.id) == 1
 
 
+def test_mutual_demotion_in_repeatable_read(stack: StackHandle, users: dict[str, TestUser]) -> None:
+    """Snapshot isolation cannot count a stale set of owners: the second transaction fails."""
+    a, b = users["a"], users["b"]
+    org = build_org(stack.db_url, {"owner": a.id})
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute("insert into appkit.memberships (org_id, user_id, role) values (%s, %s, 'owner')", (org.id, b.id))
+    c1, c2 = psycopg.connect(stack.db_url), psycopg.connect(stack.db_url)
+    try:
+        for c in (c1, c2):
+            c.execute("set transaction isolation level repeatable read")
+            c.execute("select count(*) from appkit.memberships where org_id = %s", (org.id,))  # take the snapshot
+        c1.execute("update appkit.memberships set role = 'admin' where org_id = %s and user_id = %s", (org.id, b.id))
+        c1.commit()
+        with pytest.raises((psycopg.errors.SerializationFailure, psycopg.errors.ObjectNotInPrerequisiteState)):
+            c2.execute("update appkit.memberships set role = 'admin' where org_id = %s and user_id = %s",
+                       (org.id, a.id))
+        c2.rollback()
+    finally:
+        c1.close()
+        c2.close()
+    assert owners(stack.db_url, org.id) == 1
+
+
 def test_mutual_demotion_over_http(stack: StackHandle, users: dict[str, TestUser]) -> None:
     world = OrgWorld(stack, {"a": users["a"], "b": users["b"]})
     apis = {k: world.client(k).schema("appkit") for k in ("a", "b")}

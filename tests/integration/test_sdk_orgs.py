@@ -319,3 +319,21 @@ def test_async_client(stack: StackHandle, app: AppKit) -> None:
                 await me.orgs.leave(org)
 
     asyncio.run(main())
+
+
+def test_orgs_tour_example_runs(stack: StackHandle) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    env = {**os.environ, "SUPABASE_URL": stack.api_url, "SUPABASE_ANON_KEY": stack.anon_key,
+           "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key}
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "orgs_tour.py")], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "invited to Acme as member" in out and "second accept: Conflict" in out
+    assert "PermissionDenied" in out and "=owner" in out and "=admin" in out
+    assert "bob's organizations: [('acme', <Role.owner: 'owner'>)]" in out
