@@ -134,6 +134,12 @@ def _model_of(fn: Callable[..., Any]) -> tuple[type[pydantic.BaseModel] | None, 
 def _error_text(exc: BaseException) -> str:
     """``Type: message`` on the first line, then the traceback (truncated)."""
     text = f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc)).strip()
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
+    """Fit an error for a text column: no NUL characters (Postgres refuses them), at most 8,000 characters."""
+    text = text.replace("\x00", "\\0")
     return text if len(text) <= _ERROR_LIMIT else text[: _ERROR_LIMIT - 16] + "\n... (truncated)"
 
 
@@ -492,7 +498,8 @@ class _Run:
             try:
                 value = handler.parse(payload)
             except pydantic.ValidationError as exc:
-                error = f"invalid payload for {handler.model.__name__ if handler.model else 'the handler'}: {exc}"
+                model = handler.model.__name__ if handler.model else "the handler"
+                error = _clean(f"invalid payload for {model}: {exc}")
                 self._failed(ctx, handler, error, dead=True, started=started)
                 return
             args = (value, ctx) if handler.wants_context else (value,)
@@ -539,10 +546,13 @@ class _Run:
     async def _write_failures(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         while self.state.failures:
             f = self.state.failures[0]
-            await conn.execute(QUERIES["fail_job"], {
-                "id": f.id, "attempt": f.attempt, "worker": self.w.id, "error": f.error, "dead": f.dead,
-                "retry_in": f.retry_in, "max_attempts": f.max_attempts,
-            })
+            try:
+                await conn.execute(QUERIES["fail_job"], {
+                    "id": f.id, "attempt": f.attempt, "worker": self.w.id, "error": f.error, "dead": f.dead,
+                    "retry_in": f.retry_in, "max_attempts": f.max_attempts,
+                })
+            except psycopg.DataError as exc:  # this record cannot be written: do not block the others
+                log.error("could not record job %d's failure (%s); it runs again after its lease", f.id, exc)
             self.state.failures.pop(0)
 
     async def _write_successes(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
