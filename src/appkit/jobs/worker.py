@@ -52,7 +52,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ERROR_LIMIT = 8000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobContext:
     """What a handler may ask about the job it runs (pass a second parameter to receive it)."""
 
@@ -89,12 +89,10 @@ class Handler:
         return delay / 2 + random.random() * delay / 2  # noqa: S311 - jitter, not crypto
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     ctx: JobContext
-    handler: Handler
     task: asyncio.Task[None]
-    started: float
 
 
 @dataclass
@@ -487,8 +485,8 @@ class _Run:
         handler = self.w.handlers[queue]
         ctx = JobContext(id=job_id, queue=queue, attempt=attempt, max_attempts=max_attempts, priority=priority,
                          created_at=created_at, worker_id=self.w.id)
-        task = asyncio.create_task(self._execute(ctx, handler, payload), name=f"appkit-job-{job_id}")
-        self.running[job_id] = _Running(ctx, handler, task, time.perf_counter())
+        task = asyncio.create_task(self._execute(ctx, handler, payload))
+        self.running[job_id] = _Running(ctx, task)
 
     async def _execute(self, ctx: JobContext, handler: Handler, payload: Any) -> None:
         started = time.perf_counter()
