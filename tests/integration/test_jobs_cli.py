@@ -63,7 +63,10 @@ def test_schedules_add_list_remove(stack: StackHandle) -> None:
     (mine,) = [s for s in items if s["name"] == name]
     assert mine["cron"] == "*/5 * * * *" and mine["timezone"] == "America/New_York" and mine["payload"] == {"kind": "x"}
     code, out, err = cli(stack, "schedules", "add", name, "@daily", "--queue", "reports")
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert code == 1 and err.count("\n") == 1 and "duplicate key" in err and "Traceback" not in err
+    code, out, err = cli(stack, "schedules", "add", name, "@Daily", "--queue", "reports", "--replace")
+    assert code == 0, err
+    assert [s["cron"] for s in ok_json(stack, "schedules", "list") if s["name"] == name] == ["@daily"]  # type: ignore[index,union-attr]
     code, out, err = cli(stack, "schedules", "remove", name)
     assert code == 0, err
     code, out, err = cli(stack, "schedules", "remove", name)
