@@ -7,8 +7,9 @@ Starts its own local stack in a temp dir (the Supabase CLI's ``--local`` talks t
 of the cwd project's config.toml, so both tools hit the same server), generates the files in
 that temp dir (checking free disk space first) and deletes everything afterwards. For each
 ``-j`` value both tools copy the same tree to their own prefix, alternating which goes
-first; then each uploads the big file. Reports wall time (process start included) and the
-ratio Supabase CLI time / appkit time (> 1: appkit is faster).
+first (``--rounds`` runs each, the median reported); then the same for the big file. Reports
+wall time (process start included) and the ratio Supabase CLI time / appkit time (> 1: appkit
+is faster).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,12 +57,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--big-mb", type=int, default=1024)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each tool per case (median reported)")
     args = parser.parse_args()
     if not Path(SUPABASE).exists():
         raise SystemExit(f"the Supabase CLI is not at {SUPABASE} (set APPKIT_SUPABASE_CLI)")
     with tempfile.TemporaryDirectory(prefix="bench-storage-cli-") as tmp:
         work = Path(tmp)
-        need = 3 * args.big_mb * 1024**2 + 512 * 1024**2  # the file, two stored copies, slack
+        need = (1 + 2 * args.rounds) * args.big_mb * 1024**2 + 512 * 1024**2  # the file, stored copies, slack
         free = shutil.disk_usage(work).free
         if free < need:
             raise SystemExit(f"not enough disk space in {work}: {free / GiB:.1f} GiB free, need {need / GiB:.1f}")
@@ -74,23 +78,29 @@ def main() -> None:
                 (sub / f"f{i:04d}.txt").write_bytes(os.urandom(512 + (i * 37) % 7680))
             small_bytes = sum(p.stat().st_size for p in small.rglob("*") if p.is_file())
             rows: list[tuple[str, float, float]] = []
-            for n, jobs in enumerate(args.jobs):
-                runs = [("appkit", appkit(work, "cp", "-r", str(small), f"ss:///bench/ak-{jobs}", "-j", str(jobs))),
-                        ("supabase", supabase("cp", "-r", str(small), f"ss:///bench/sb-{jobs}", "-j", str(jobs)))]
-                if n % 2:
-                    runs.reverse()
-                times = {name: timed(cmd, work) for name, cmd in runs}
-                rows.append((f"{args.files:,} small files ({small_bytes / 1024**2:.1f} MB), -j {jobs}",
-                             times["appkit"], times["supabase"]))
+
+            def race(label: str, ak: Callable[[int], list[str]], sb: Callable[[int], list[str]]) -> None:
+                times: dict[str, list[float]] = {"appkit": [], "supabase": []}
+                for r in range(args.rounds):  # alternate which tool goes first
+                    order = [("appkit", ak), ("supabase", sb)]
+                    for name, cmd in order if r % 2 == 0 else order[::-1]:
+                        times[name].append(timed(cmd(r), work))
+                rows.append((label, statistics.median(times["appkit"]), statistics.median(times["supabase"])))
+                print(f"{label}: appkit {times['appkit']}, supabase {times['supabase']}", flush=True)
+
+            for jobs in args.jobs:
+                race(f"{args.files:,} small files ({small_bytes / 1024**2:.1f} MB), -j {jobs}",
+                     lambda r, j=jobs: appkit(work, "cp", "-r", str(small), f"ss:///bench/ak-{j}-{r}", "-j", str(j)),
+                     lambda r, j=jobs: supabase("cp", "-r", str(small), f"ss:///bench/sb-{j}-{r}", "-j", str(j)))
             shutil.rmtree(small)
             big = work / "big.bin"
             with open(big, "wb") as f:
                 block = os.urandom(4 * 1024**2)
                 for _ in range(args.big_mb // 4):
                     f.write(block)
-            times = {"supabase": timed(supabase("cp", str(big), "ss:///bench/sb-big.bin"), work),
-                     "appkit": timed(appkit(work, "cp", str(big), "ss:///bench/ak-big.bin"), work)}
-            rows.append((f"one {args.big_mb:,} MB file", times["appkit"], times["supabase"]))
+            race(f"one {args.big_mb:,} MB file",
+                 lambda r: appkit(work, "cp", str(big), f"ss:///bench/ak-big-{r}.bin"),
+                 lambda r: supabase("cp", str(big), f"ss:///bench/sb-big-{r}.bin"))
             big.unlink()
             subprocess.run(appkit(work, "buckets", "delete", "bench", "--force"), check=True, capture_output=True)
         finally:
