@@ -18,6 +18,7 @@ from appkit.errors import AppKitError
 
 if TYPE_CHECKING:
     from appkit import AppKit
+    from appkit.local.stack import StackPaths
 
 console = Console()
 err_console = Console(stderr=True)
@@ -64,18 +65,30 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def project(workdir: Path | None) -> StackPaths:
+    """The project's paths (``--workdir``, else the nearest folder up with ``supabase/config.toml``);
+    a one-line "run `appkit init`" error when there is none."""
+    from appkit.local.stack import resolve_workdir
+
+    paths = resolve_workdir(workdir)
+    if not paths.config_file.is_file():
+        where = f"in {paths.workdir}" if workdir is not None else f"in {paths.workdir} or any parent folder"
+        raise fail(f"no supabase/config.toml {where}: run `appkit init` first")
+    return paths
+
+
 def admin_client(workdir: Path | None, url: str | None, service_role_key: str | None) -> AppKit:
     """An SDK client with the service role: for ``--url``/``--service-role-key`` (or ``SUPABASE_URL``/
     ``SUPABASE_SERVICE_ROLE_KEY``), else for the local stack running in the project."""
     from appkit import AppKit
-    from appkit.local import read_info, resolve_workdir
+    from appkit.local import read_info
 
     if url or service_role_key:
         if not (url and service_role_key):
             raise fail("--url and --service-role-key go together (or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)")
         return AppKit(url=url, anon_key=os.environ.get("SUPABASE_ANON_KEY") or service_role_key,
                       service_role_key=service_role_key, jwt_secret=os.environ.get("SUPABASE_JWT_SECRET") or None)
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     info = read_info(paths)
     if info is None:
         raise fail(f"the local stack is not running in {paths.workdir}; run `appkit start`"

@@ -15,10 +15,19 @@ from appkit.local import (
     StackPaths,
     read_info,
     reset_database,
-    resolve_workdir,
     write_atomic,
 )
-from appkit_cli._common import DbUrlOption, WorkdirOption, console, fail, handle_errors
+from appkit_cli._common import (
+    DbUrlOption,
+    Format,
+    OutputOption,
+    WorkdirOption,
+    console,
+    emit_json,
+    fail,
+    handle_errors,
+    project,
+)
 
 db_app = typer.Typer(help="Database migrations (migrate, status, reset, new) and advisors.", no_args_is_help=True)
 
@@ -38,7 +47,7 @@ def target_db_url(paths: StackPaths, db_url: str | None) -> str:
 @handle_errors
 def migrate(workdir: WorkdirOption = None, db_url: DbUrlOption = None) -> None:
     """Apply pending migrations from supabase/migrations, each in its own transaction."""
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     migrations = discover_migrations(paths.migrations_dir)
     runner = MigrationRunner(target_db_url(paths, db_url))
     applied = runner.apply(migrations)
@@ -51,15 +60,16 @@ def migrate(workdir: WorkdirOption = None, db_url: DbUrlOption = None) -> None:
 @handle_errors
 def status(
     workdir: WorkdirOption = None, db_url: DbUrlOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    output: OutputOption = Format.pretty,
+    json_out: Annotated[bool, typer.Option("--json", hidden=True, help="The same as -o json.")] = False,
 ) -> None:
     """List local and applied migrations: applied, pending, drift or remote only."""
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     rows = MigrationRunner(target_db_url(paths, db_url)).status(discover_migrations(paths.migrations_dir))
-    if json_out:
-        import json
-
-        console.print_json(json.dumps([{"version": r.version, "name": r.name, "state": r.state} for r in rows]))
+    if json_out or output is Format.json:
+        emit_json([{"version": r.version, "name": r.name, "state": r.state} for r in rows])
+        if any(r.drift for r in rows):
+            raise typer.Exit(1)
         return
     table = Table("version", "name", "state")
     colour = {"applied": "green", "pending": "yellow", "drift": "bold red", "remote only": "magenta"}
@@ -74,7 +84,7 @@ def status(
 @handle_errors
 def reset(workdir: WorkdirOption = None) -> None:
     """Recreate the local database, then re-apply migrations and seed."""
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     LocalStack(paths.workdir)  # validate config first
     reset_database(paths)
     console.print("Reset the local database: migrations and seed re-applied.")
@@ -87,7 +97,7 @@ def new(name: Annotated[str, typer.Argument(help="Migration name, e.g. create_no
     """Create supabase/migrations/<timestamp>_<name>.sql."""
     if not _NAME_RE.match(name):
         raise fail(f"invalid migration name {name!r}: use letters, digits, '_' and '-'")
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     version = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     path = paths.migrations_dir / f"{version}_{name}.sql"
     if path.exists():

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from appkit.local import list_messages, resolve_workdir
-from appkit_cli._common import DbUrlOption, WorkdirOption, console, handle_errors
+from appkit.local import list_messages
+from appkit_cli._common import (
+    DbUrlOption,
+    Format,
+    OutputOption,
+    WorkdirOption,
+    console,
+    emit_json,
+    handle_errors,
+    project,
+)
 from appkit_cli.db import target_db_url
 
 
@@ -20,15 +28,16 @@ def mail(
     kind: Annotated[str | None, typer.Option("--type", help="signup, magiclink, recovery, invite, email_change, "
                                              "reauthentication, sms, ...", show_default=False)] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many, newest first.")] = 20,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON (with bodies).")] = False,
+    output: OutputOption = Format.pretty,
+    json_out: Annotated[bool, typer.Option("--json", hidden=True, help="The same as -o json.")] = False,
     workdir: WorkdirOption = None,
     db_url: DbUrlOption = None,
 ) -> None:
     """List captured auth e-mails and SMS with their links and codes (newest first)."""
-    paths = resolve_workdir(workdir)
-    messages = list_messages(target_db_url(paths, db_url), to, kind=kind, limit=limit)
-    if json_out:
-        console.print_json(json.dumps(messages))
+    url = db_url or target_db_url(project(workdir), None)  # with --db-url no project folder is needed
+    messages = list_messages(url, to, kind=kind, limit=limit)
+    if json_out or output is Format.json:
+        emit_json(messages)
         return
     if not messages:
         console.print("No messages captured.")

@@ -29,7 +29,16 @@ from appkit.local import (
     write_atomic,
 )
 from appkit_cli import templates
-from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
+from appkit_cli._common import (
+    DbUrlOption,
+    WorkdirOption,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    handle_errors,
+    project,
+)
 from appkit_cli.audit import audit_app
 from appkit_cli.db import db_app
 from appkit_cli.gen import gen_app
@@ -46,8 +55,25 @@ app = typer.Typer(
     help="appkit: Supabase backends in Python — the local stack, migrations and admin.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from appkit import __version__
+
+        sys.stdout.write(f"appkit {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", "-v", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """appkit: Supabase backends in Python — the local stack, migrations and admin."""
 app.add_typer(db_app, name="db")
 app.add_typer(gen_app, name="gen")
 app.add_typer(schema_app, name="schema")
@@ -77,10 +103,12 @@ def print_info(info: StackInfo, output: Output = Output.pretty) -> None:
         for key, value in info.as_sdk_env().items():
             console.print(f'{key}="{value}"', highlight=False, soft_wrap=True)
     elif output is Output.json:
-        console.print_json(json.dumps(env))
+        emit_json(env)
     elif output is Output.env:
         for key in sorted(env):
             console.print(f'{key}="{env[key]}"', highlight=False, soft_wrap=True)
+    elif not console.is_terminal:  # piped: one "Label: value" line each, nothing wrapped or padded
+        sys.stdout.write("".join(f"{LABELS[key]}: {value}\n" for key, value in env.items()))
     else:
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold cyan")
@@ -97,7 +125,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.toml.")] = False,
 ) -> None:
     """Create supabase/config.toml, supabase/migrations/ (with appkit's own migrations) and supabase/seed.sql."""
-    paths = resolve_workdir(workdir)
+    paths = resolve_workdir(workdir or Path.cwd())  # here, not in a parent project
     if paths.config_file.exists() and not force:
         raise fail(f"{paths.config_file} already exists (use --force to overwrite)")
     paths.migrations_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +167,7 @@ def dev(
 ) -> None:
     """Run the local stack in the foreground with readable logs; Ctrl-C stops it cleanly."""
     _configure_logging(verbose)
-    stack = LocalStack(workdir, db_url=db_url or os.environ.get("SUPABASE_DB_URL") or None)
+    stack = LocalStack(project(workdir).workdir, db_url=db_url or os.environ.get("SUPABASE_DB_URL") or None)
     for warning in stack.config.warnings:
         logging.getLogger("appkit.local.config").warning("%s", warning)
     t0 = time.perf_counter()
@@ -160,7 +188,7 @@ def start(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.", min=1)] = 120,
 ) -> None:
     """Start the local stack in the background and return once it is ready."""
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     stack = LocalStack(paths.workdir)  # validates config.toml before anything starts
     for warning in stack.config.warnings:
         err_console.print(f"WARN: {warning}", markup=False, highlight=False, soft_wrap=True)
@@ -211,7 +239,7 @@ def stop(
     no_backup: Annotated[bool, typer.Option("--no-backup", help="Delete the local data after stopping.")] = False,
 ) -> None:
     """Stop the local stack; its data is kept unless --no-backup."""
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     stopped = stop_stack(paths)
     if no_backup:
         remove_data(paths)
@@ -233,7 +261,7 @@ def status(
 
     `-o dotenv` prints them as the SUPABASE_* variables the SDK's `AppKit.from_env()` reads.
     """
-    paths = resolve_workdir(workdir)
+    paths = project(workdir)
     info = read_info(paths)
     if info is None:
         raise fail(f"the local stack is not running in {paths.workdir}; run `appkit start`")

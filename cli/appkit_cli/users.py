@@ -26,6 +26,7 @@ from appkit_cli._common import (
     err_console,
     fail,
     handle_errors,
+    project,
 )
 
 if TYPE_CHECKING:
@@ -287,11 +288,11 @@ FormatOpt = Annotated[str | None, typer.Option("--format", help="json or csv (de
 
 
 def _db_url(workdir: Path | None, db_url: str | None) -> str | None:
-    from appkit.local import read_info, resolve_workdir
+    from appkit.local import read_info
 
     if db_url:
         return db_url
-    info = read_info(resolve_workdir(workdir))
+    info = read_info(project(workdir))
     return info.db_url if info is not None else None
 
 

@@ -256,4 +256,4 @@ def test_start_against_an_external_database(project: Path, stack) -> None:  # ty
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
     bad = run_cli("start", "--workdir", str(project), "--db-url", "postgresql://x:y@127.0.0.1:1/none")
-    assert_one_line_error(bad, "cannot connect to SUPABASE_DB_URL")
+    assert_one_line_error(bad, "cannot connect to the database: connection failed:")

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.integration.test_cli import assert_one_line_error
-from tests.support import run_cli
+from tests.support import run_cli, write_project
 
 
 def test_mail_lists_captured_messages(stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -36,4 +36,6 @@ def test_mail_lists_captured_messages(stack, tmp_path: Path) -> None:  # type: i
 def test_mail_bad_input(tmp_path: Path) -> None:
     proc = run_cli("mail", "--workdir", str(tmp_path), "--limit", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert_one_line_error(run_cli("mail", "--workdir", str(tmp_path)), "run `appkit init` first")
+    write_project(tmp_path)
     assert_one_line_error(run_cli("mail", "--workdir", str(tmp_path)), "not running")

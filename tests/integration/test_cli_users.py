@@ -155,6 +155,24 @@ def test_import_export_round_trip_keeps_hashes(stack: StackHandle, tmp_path: Pat
     assert sign_in(stack, f"imp-{tag}-7@example.com", PASSWORD).status_code == 200
 
 
+def test_anonymous_users_export_and_import(stack: StackHandle, tmp_path: Path) -> None:
+    anon = httpx.post(f"{stack.api_url}/auth/v1/signup", json={}, headers={"apikey": stack.anon_key}).json()
+    uid = anon["user"]["id"]
+    dst = tmp_path / "all.json"
+    assert users(stack, "export", str(dst))[0] == 0
+    mine = [u for u in json.loads(dst.read_text())["users"] if u["id"] == uid]
+    assert mine and mine[0]["email"] is None and mine[0]["phone"] is None
+    with psycopg.connect(stack.db_url) as conn:
+        conn.execute("delete from auth.users where id = %s", (uid,))
+    dst.write_text(json.dumps({"users": mine}))
+    code, out, err = users(stack, "import", str(dst))
+    assert code == 0 and "Imported 1 user(s)" in out, err
+    with psycopg.connect(stack.db_url) as conn:
+        row = conn.execute("select is_anonymous, raw_app_meta_data->>'provider' from auth.users where id = %s",
+                           (uid,)).fetchone()
+    assert row == (True, "anonymous")
+
+
 def test_export_to_stdout_and_import_from_stdin(stack: StackHandle) -> None:
     proc = run_cli("users", "export", "-", "--workdir", str(stack.workdir))
     assert proc.returncode == 0, proc.stderr

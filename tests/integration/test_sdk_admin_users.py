@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -218,3 +219,19 @@ async def test_async_surface(stack: StackHandle) -> None:
         await app.admin.users.delete(u.id)
         with pytest.raises(errors.NotFound):
             await app.admin.users.get(u.id)
+
+
+def test_admin_users_example_runs(stack: StackHandle) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    env = {**os.environ, "SUPABASE_URL": stack.api_url, "SUPABASE_ANON_KEY": stack.anon_key,
+           "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key, "SUPABASE_JWT_SECRET": stack.jwt_secret}
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "admin_users.py")], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    for fragment in ("found 1 user(s)", "plan claim: pro", "banned: user_banned", "magic link made: True",
+                     "deleted"):
+        assert fragment in result.stdout, result.stdout

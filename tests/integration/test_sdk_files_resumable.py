@@ -193,3 +193,20 @@ async def test_async_resumable(stack: StackHandle, bucket: str, tmp_path: Path) 
         await app.admin.files.upload_resumable(bucket, "async/a.bin", src, on_progress=lambda s, t: seen.append(s))
         assert seen == [0, 6 * MB, 7 * MB]
         assert digest(await app.admin.files.download(bucket, "async/a.bin")) == digest(src.read_bytes())
+
+
+def test_resumable_upload_example_runs(stack: StackHandle, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    src = big_file(tmp_path, 7 * MB)
+    env = {**os.environ, "SUPABASE_URL": stack.api_url, "SUPABASE_ANON_KEY": stack.anon_key,
+           "SUPABASE_SERVICE_ROLE_KEY": stack.service_role_key}
+    bucket = f"ex-{uuid.uuid4().hex[:6]}"
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "resumable_upload.py"), str(src), bucket],
+                            env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert f"stored {bucket}/{src.name}" in result.stdout and "100.0%" in result.stdout
+    assert not src.with_name(src.name + ".upload-url").exists()

@@ -77,7 +77,13 @@ class StackPaths:
 
 
 def resolve_workdir(workdir: Path | str | None) -> StackPaths:
-    path = Path(workdir) if workdir is not None else Path.cwd()
+    """The project folder: ``workdir`` as given, else the nearest of the current folder and its
+    parents holding ``supabase/config.toml`` (as the Supabase CLI finds it), else the current folder."""
+    if workdir is None:
+        cwd = Path.cwd()
+        path = next((d for d in (cwd, *cwd.parents) if (d / "supabase" / "config.toml").is_file()), cwd)
+    else:
+        path = Path(workdir)
     if not path.exists():
         raise ConfigError(f"workdir {path} does not exist")
     if not path.is_dir():
@@ -229,7 +235,7 @@ class LocalStack:
                 with psycopg.connect(self.external_db_url, connect_timeout=10):
                     pass
             except psycopg.Error as exc:
-                raise StackError(f"cannot connect to SUPABASE_DB_URL: {str(exc).strip().splitlines()[0]}") from None
+                raise StackError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from None
             if while_booting is not None:
                 while_booting()
             return self.external_db_url, False

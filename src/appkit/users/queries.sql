@@ -47,15 +47,18 @@ insert into auth.users (instance_id, id, aud, role, email, phone, encrypted_pass
                         email_change_token_new, email_change)
 select '00000000-0000-0000-0000-000000000000', i.id, 'authenticated', i.role, i.email, i.phone,
        coalesce(i.encrypted_password, ''), i.email_confirmed_at, i.phone_confirmed_at,
-       jsonb_build_object('provider', case when i.email is not null then 'email' else 'phone' end,
-                          'providers', case when i.email is null then '["phone"]'::jsonb
+       jsonb_build_object('provider', case when i.email is not null then 'email'
+                                           when i.phone is not null then 'phone' else 'anonymous' end,
+                          'providers', case when i.email is null and i.phone is null then '["anonymous"]'::jsonb
+                                            when i.email is null then '["phone"]'::jsonb
                                             when i.phone is null then '["email"]'::jsonb
                                             else '["email", "phone"]'::jsonb end) || i.app_metadata,
        i.user_metadata || jsonb_strip_nulls(jsonb_build_object(
            'sub', i.id::text, 'email', i.email,
            'email_verified', i.email is not null and i.email_confirmed_at is not null,
            'phone_verified', i.phone is not null and i.phone_confirmed_at is not null)),
-       false, coalesce(i.created_at, now()), now(), false, false, i.banned_until, '', '', '', ''
+       false, coalesce(i.created_at, now()), now(), i.email is null and i.phone is null, false, i.banned_until,
+       '', '', '', ''
   from appkit_user_import i;
 
 -- name: insert_identities

@@ -4,8 +4,8 @@ One record per user, the same fields in both formats (firebase-admin's ``UserImp
 is the model): ``id``, ``email``, ``phone``, ``email_confirmed_at``, ``phone_confirmed_at``,
 ``password_hash`` (bcrypt, stored unchanged), ``role``, ``user_metadata``, ``app_metadata``
 (JSON objects; JSON text in a CSV cell), ``banned_until``, ``created_at``. JSON files hold
-``{"users": [...]}`` (a bare array is read too). Reading checks every record before any is
-used, so a bad file is rejected whole.
+``{"users": [...]}`` (a bare array is read too). A record with neither email nor phone is an
+anonymous user. Reading checks every record before any is used, so a bad file is rejected whole.
 """
 
 from __future__ import annotations
@@ -134,9 +134,7 @@ def _record(row: Any, n: int) -> UserRecord:
         values["id"] = str(uuid.UUID(values["id"])) if values["id"] else str(uuid.uuid4())
     except ValueError:
         raise _bad(n, f"invalid id {values['id']!r}: expected a UUID") from None
-    email, phone = values["email"], values["phone"]
-    if not email and not phone:
-        raise _bad(n, "needs an email or a phone")
+    email, phone = values["email"], values["phone"]  # neither: an anonymous user
     if email is not None:
         if not _EMAIL.match(email):
             raise _bad(n, f"invalid email {email!r}")

@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from appkit.db.connect import connect
+
 SUBJECTS = {
     "signup": "Confirm Your Signup",
     "invite": "You have been invited",
@@ -103,7 +105,7 @@ def list_messages(db_url: str, email: str | None = None, *, kind: str | None = N
     ``subject``, ``body``, ``link``, ``otp``, ``token_hash``, ``redirect_to``, ``user_id``.
     """
     sql, params = _query(email, kind, limit)
-    with psycopg.connect(db_url, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with connect(db_url, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
         if conn.execute("select to_regclass('_appkit.auth_messages')").fetchone() == (None,):
             return []
         cur.execute(sql, params)

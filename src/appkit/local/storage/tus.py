@@ -4,7 +4,9 @@
 ``objectName``, ``contentType``, ``cacheControl``, ``metadata``; ``x-upsert``), ``PATCH``
 appends at ``Upload-Offset``, ``HEAD`` reports the offset, ``DELETE`` terminates. Bytes go
 straight to ``tus/<id>.bin``; the offset is the file's size, so whatever arrived before a
-dropped connection is kept and the client resumes from there. The last chunk turns the
+dropped connection is kept and the client resumes from there. The file is fsynced once, when
+complete (as tusd's file store does, not per chunk): a machine crash in the middle of an
+upload can lose the unflushed tail of the partial file, which the client then sends again. The last chunk turns the
 file into an object exactly like a normal upload (rename, then the row is committed as
 the caller, under RLS).
 """
@@ -239,7 +241,8 @@ class TusUploads:
                         offset += len(chunk)
                 except ClientDisconnect:
                     disconnected = True
-                await anyio.to_thread.run_sync(os.fsync, fd)
+                if offset == length:  # once, before the object is committed (as tusd's file store:
+                    await anyio.to_thread.run_sync(os.fsync, fd)  # no fsync per chunk; HEAD reads the size)
             finally:
                 os.close(fd)
             if disconnected:
