@@ -2,6 +2,8 @@
 -- supabase_realtime publication, so a recipient's clients receive them live; RLS keeps each
 -- user to their own rows, on the REST API and on the change feed alike. Sent by the service
 -- role, or by an org admin to members of that org (appkit.send_notification / appkit.notify_org).
+-- With email => true each notification is also queued as a job on the 'appkit.notification_email'
+-- queue (sql/0020_jobs.sql), which appkit.notifications.email's handler delivers by SMTP.
 
 create table appkit.notifications (
   id uuid primary key default gen_random_uuid(),
@@ -71,7 +73,7 @@ $$;
 -- admin may notify a member of that org (org_id required).
 create or replace function appkit.send_notification(user_id uuid, title text, body text default null,
                                                     data jsonb default '{}'::jsonb, org_id uuid default null,
-                                                    kind text default 'info')
+                                                    kind text default 'info', email boolean default false)
 returns appkit.notifications
 language plpgsql
 volatile
@@ -101,16 +103,21 @@ begin
   insert into appkit.notifications (user_id, org_id, kind, title, body, data, sent_by)
   values (send_notification.user_id, send_notification.org_id, kind, title, body, data, auth.uid())
   returning * into created;
+  if email then
+    perform appkit.enqueue('appkit.notification_email', jsonb_build_object('notification_id', created.id),
+                           idempotency_key => created.id::text);
+  end if;
   return created;
 end;
 $$;
-comment on function appkit.send_notification(uuid, text, text, jsonb, uuid, text) is
+comment on function appkit.send_notification(uuid, text, text, jsonb, uuid, text, boolean) is
   'Notify one user (service role; or an org admin notifying a member of that org).';
 
 -- Notify every member of an org whose role is at least min_role; returns how many were sent.
 create or replace function appkit.notify_org(org_id uuid, title text, body text default null,
                                              data jsonb default '{}'::jsonb, kind text default 'info',
-                                             min_role text default 'viewer', include_sender boolean default false)
+                                             min_role text default 'viewer', include_sender boolean default false,
+                                             email boolean default false)
 returns integer
 language plpgsql
 volatile
@@ -120,7 +127,7 @@ as $$
 declare
   is_service boolean := coalesce(auth.role() = 'service_role', auth.jwt() is null);
   sender uuid := auth.uid();
-  n integer;
+  ids uuid[];
 begin
   perform appkit._notification_checks(title, body, data, kind);
   if appkit.role_rank(min_role) is null then
@@ -134,17 +141,23 @@ begin
     raise exception 'only the service role, or an admin of the organization, may notify its members'
       using errcode = '42501';
   end if;
-  insert into appkit.notifications (user_id, org_id, kind, title, body, data, sent_by)
-  select m.user_id, notify_org.org_id, kind, title, body, data, sender
-    from appkit.memberships m
-   where m.org_id = notify_org.org_id
-     and appkit.role_rank(m.role) >= appkit.role_rank(min_role)
-     and (include_sender or sender is null or m.user_id <> sender);
-  get diagnostics n = row_count;
-  return n;
+  with added as (
+    insert into appkit.notifications (user_id, org_id, kind, title, body, data, sent_by)
+    select m.user_id, notify_org.org_id, kind, title, body, data, sender
+      from appkit.memberships m
+     where m.org_id = notify_org.org_id
+       and appkit.role_rank(m.role) >= appkit.role_rank(min_role)
+       and (include_sender or sender is null or m.user_id <> sender)
+    returning id)
+  select coalesce(array_agg(added.id), '{}') into ids from added;
+  if email and cardinality(ids) > 0 then
+    perform appkit.enqueue_many('appkit.notification_email',
+                                (select jsonb_agg(jsonb_build_object('notification_id', i)) from unnest(ids) i));
+  end if;
+  return cardinality(ids);
 end;
 $$;
-comment on function appkit.notify_org(uuid, text, text, jsonb, text, text, boolean) is
+comment on function appkit.notify_org(uuid, text, text, jsonb, text, text, boolean, boolean) is
   'Notify the members of an organization (service role, or an admin of it); returns how many.';
 
 -- Mark the caller's notifications read (the given ids, or all unread when ids is null);
@@ -169,12 +182,12 @@ $$;
 comment on function appkit.mark_notifications_read(uuid[]) is 'Mark the caller''s notifications read; returns how many.';
 
 revoke execute on function appkit._notification_checks(text, text, jsonb, text) from public;
-revoke execute on function appkit.send_notification(uuid, text, text, jsonb, uuid, text) from public;
-revoke execute on function appkit.notify_org(uuid, text, text, jsonb, text, text, boolean) from public;
+revoke execute on function appkit.send_notification(uuid, text, text, jsonb, uuid, text, boolean) from public;
+revoke execute on function appkit.notify_org(uuid, text, text, jsonb, text, text, boolean, boolean) from public;
 revoke execute on function appkit.mark_notifications_read(uuid[]) from public;
 grant execute on function appkit._notification_checks(text, text, jsonb, text) to service_role;
-grant execute on function appkit.send_notification(uuid, text, text, jsonb, uuid, text)
+grant execute on function appkit.send_notification(uuid, text, text, jsonb, uuid, text, boolean)
   to authenticated, service_role;
-grant execute on function appkit.notify_org(uuid, text, text, jsonb, text, text, boolean)
+grant execute on function appkit.notify_org(uuid, text, text, jsonb, text, text, boolean, boolean)
   to authenticated, service_role;
 grant execute on function appkit.mark_notifications_read(uuid[]) to authenticated;

@@ -324,6 +324,7 @@ def test_cli_purge(stack: StackHandle, notes: None) -> None:
     ["audit", "tail", "--count", "0"],
     ["audit", "purge", "--older-than", "soon"],
     ["audit", "purge"],
+    ["audit", "tables", "-o", "xml"],
 ])
 def test_cli_bad_input(stack: StackHandle, args: list[str]) -> None:
     proc = run_cli(*args, "--db-url", stack.db_url)

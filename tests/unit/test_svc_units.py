@@ -26,7 +26,7 @@ def test_parse_queries_rejects_duplicates_and_empty(text: str) -> None:
         parse_queries(text)
 
 
-@pytest.mark.parametrize("package", ["appkit.ratelimit"])
+@pytest.mark.parametrize("package", ["appkit.ratelimit", "appkit.audit", "appkit.notifications"])
 def test_shipped_query_files_parse(package: str) -> None:
     queries = load_queries(package)
     assert queries and all(q.strip() for q in queries.values())
@@ -60,8 +60,12 @@ def test_check_bucket_accepts_ints_as_rates() -> None:
     assert check_bucket(10, 1, 0) == (10, 1.0, 0)
 
 
-@pytest.mark.parametrize("module", ["appkit.ratelimit", "appkit._async.ratelimit", "appkit._sync.ratelimit",
-                                    "appkit.ratelimit.admin", "appkit_cli.ratelimit"])
+@pytest.mark.parametrize("module", [
+    "appkit.ratelimit", "appkit._async.ratelimit", "appkit._sync.ratelimit", "appkit.ratelimit.admin",
+    "appkit_cli.ratelimit", "appkit.audit", "appkit.audit.admin", "appkit._sync.audit", "appkit_cli.audit",
+    "appkit.profiles", "appkit._sync.profiles", "appkit.notifications", "appkit._sync.notifications",
+    "appkit.notifications.email",
+])
 def test_each_service_module_imports_first(module: str) -> None:
     proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -74,3 +78,61 @@ def test_cli_modules_do_not_load_the_sdk() -> None:
             "print(bad)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+@pytest.mark.parametrize(("package", "names"), [
+    ("appkit.ratelimit", {"AsyncRateLimit", "Bucket", "RateLimit", "RateLimitResult"}),
+    ("appkit.audit", {"AsyncAudit", "Audit", "AuditEntry", "AuditFilter"}),
+    ("appkit.profiles", {"AsyncProfiles", "Profile", "Profiles"}),
+    ("appkit.notifications", {"AsyncNotifications", "Notification", "Notifications"}),
+])
+def test_public_surface(package: str, names: set[str]) -> None:
+    import importlib
+
+    mod = importlib.import_module(package)
+    assert set(mod.__all__) == names
+    for name in names:
+        assert getattr(mod, name) is not None
+
+
+def test_sync_and_async_facades_have_the_services() -> None:
+    from appkit import AppKit, AsyncAppKit
+
+    for cls in (AppKit, AsyncAppKit):
+        for name in ("ratelimit", "audit", "profiles", "notifications"):
+            assert isinstance(getattr(cls, name), property)
+
+
+def test_audit_filter_accepts_good_values() -> None:
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from appkit.audit.models import audit_filter, split_table
+
+    org = uuid4()
+    f = audit_filter(org=str(org), table="notes", since=datetime(2026, 1, 1, tzinfo=UTC), limit=5)
+    assert (f.org, f.table_schema, f.table_name, f.limit) == (org, "public", "notes", 5)
+    assert split_table("appkit.memberships") == ("appkit", "memberships")
+
+
+@pytest.mark.parametrize(("text", "ok"), [("15m", True), ("2h", True), ("7d", True), ("1w", True),
+                                           ("2026-01-31T12:00", True), ("2026-01-31T12:00+02:00", True),
+                                           ("soon", False), ("15 minutes", False), ("-1h", False)])
+def test_cli_time_parsing(text: str, ok: bool) -> None:
+    import typer
+
+    from appkit_cli.audit import parse_when
+
+    if ok:
+        when = parse_when(text, "--since")
+        assert when is not None and when.tzinfo is not None
+    else:
+        with pytest.raises(typer.Exit):
+            parse_when(text, "--since")
+
+
+def test_notification_email_render() -> None:
+    from appkit.notifications.email import render
+
+    assert render({"title": "T", "body": None, "data": {"url": "javascript:x"}}) == ("T", "T\n")
+    assert render({"title": "T", "body": "B", "data": {"url": "https://e.x/1"}}) == ("T", "T\n\nB\n\nhttps://e.x/1\n")

@@ -14,6 +14,7 @@ from appkit._errors_map import boundary
 from appkit.model import col
 from appkit.notifications.models import (
     Notification,
+    check_flag,
     check_ids,
     check_limit,
     check_message,
@@ -37,23 +38,24 @@ class Notifications:
 
     def send(self, user_id: UUID | str, *, title: str, body: str | None = None,
                    data: dict[str, Any] | None = None, org_id: UUID | str | None = None,
-                   kind: str = "info") -> Notification:
-        """Notify one user. The service role may notify anyone; an org admin a member of ``org_id``."""
+                   kind: str = "info", email: bool = False) -> Notification:
+        """Notify one user. The service role may notify anyone; an org admin a member of ``org_id``.
+        ``email=True`` also queues an e-mail (delivered by ``appkit.notifications.email``'s job handler)."""
         params = {"user_id": str(uuid_of(user_id, "user_id")), **check_message(title, body, data, kind),
-                  "org_id": str(uuid_of(org_id, "org_id")) if org_id is not None else None}
+                  "org_id": str(uuid_of(org_id, "org_id")) if org_id is not None else None,
+                  "email": check_flag(email, "email")}
         row = self._rpc("send_notification", params)
         with boundary():
             return Notification.model_validate(row)
 
     def send_to_org(self, org_id: UUID | str, *, title: str, body: str | None = None,
                           data: dict[str, Any] | None = None, kind: str = "info", min_role: str = "viewer",
-                          include_sender: bool = False) -> int:
+                          include_sender: bool = False, email: bool = False) -> int:
         """Notify every member of an org at ``min_role`` or above (service role, or an admin of the org).
-        Returns how many were sent."""
-        if not isinstance(include_sender, bool):
-            raise errors.ValidationError("include_sender must be a bool", code="invalid_notification")
+        Returns how many were sent; ``email=True`` also queues an e-mail to each."""
         params = {"org_id": str(uuid_of(org_id, "org_id")), **check_message(title, body, data, kind),
-                  "min_role": check_role(min_role), "include_sender": include_sender}
+                  "min_role": check_role(min_role), "include_sender": check_flag(include_sender, "include_sender"),
+                  "email": check_flag(email, "email")}
         return _int(self._rpc("notify_org", params), "notify_org")
 
     def list(self, *, unread_only: bool = False, org_id: UUID | str | None = None, kind: str | None = None,

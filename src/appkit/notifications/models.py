@@ -86,3 +86,9 @@ def check_limit(limit: object) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise errors.ValidationError("limit must be an integer from 1 to 1000", code="invalid_notification")
     return limit
+
+
+def check_flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise errors.ValidationError(f"{what} must be True or False", code="invalid_notification")
+    return value
