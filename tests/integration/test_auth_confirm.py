@@ -3,6 +3,7 @@ provider and low rate limits: a second stack with its own config.toml."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -56,6 +57,9 @@ enabled = false
 """
 
 
+LEGACY_OCT = b"legacy-oct-key-only-verifies-0123456789"
+
+
 @pytest.fixture(scope="module")
 def cstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
     workdir: Path = tmp_path_factory.mktemp("authconfirm")
@@ -63,8 +67,11 @@ def cstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
     (supa / "migrations").mkdir(parents=True)
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private))
-    jwk.update({"kid": "appkit-test-rsa", "alg": "RS256"})
-    (supa / "signing_keys.json").write_text(json.dumps([jwk]))
+    jwk.update({"kid": "appkit-test-rsa", "alg": "RS256", "key_ops": ["sign", "verify"]})
+    # a GOTRUE_JWT_KEYS-style list: an HS256 oct key that only verifies, then the signing RSA key
+    legacy = {"kty": "oct", "kid": "legacy-hs", "alg": "HS256", "key_ops": ["verify"],
+              "k": base64.urlsafe_b64encode(LEGACY_OCT).rstrip(b"=").decode()}
+    (supa / "signing_keys.json").write_text(json.dumps([legacy, jwk]))
     (supa / "config.toml").write_text(CONFIG.format(api_port=free_port(), db_port=free_port()))
     handle = start_stack(workdir)
     try:
@@ -102,6 +109,15 @@ def test_signup_needs_confirmation_and_tokens_are_rs256(cstack) -> None:  # type
     # HS256 (the project's secret) is still accepted: the service_role key drives the admin API
     assert admin_client(cstack).get_user_by_id(res.user.id).user.email == email
     assert c(cstack).sign_in_with_password({"email": email, "password": "secret-pass-1"}).session
+    # a token of the verify-only oct key (named by its kid) is accepted; the oct key is never published
+    legacy = jwt.encode({**claims, "exp": int(time.time()) + 60}, LEGACY_OCT, algorithm="HS256",
+                        headers={"kid": "legacy-hs"})
+    assert c(cstack).get_user(legacy).user.id == res.user.id
+    forged = jwt.encode({**claims, "exp": int(time.time()) + 60}, b"x" * 40, algorithm="HS256",
+                        headers={"kid": "legacy-hs"})
+    with pytest.raises(AuthApiError) as bad:
+        c(cstack).get_user(forged)
+    assert (bad.value.status, bad.value.code) == (401, "bad_jwt")
 
 
 def test_signup_again_for_confirmed_address_does_not_enumerate(cstack) -> None:  # type: ignore[no-untyped-def]
