@@ -89,6 +89,7 @@ class AuthService(InfoEndpoints, SessionEndpoints, UserEndpoints, OtpEndpoints, 
 
     async def shutdown(self) -> None:
         self._pool = None
+        await self.tokens.hooks.close()
 
 
 def create_service(ctx: StackContext) -> AuthService:

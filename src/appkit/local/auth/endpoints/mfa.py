@@ -140,7 +140,8 @@ class MfaEndpoints(EndpointBase):
                 )
                 fresh = await user_by_id(conn, str(user["id"]))
                 assert fresh is not None
-                session = await self.tokens.reissue(conn, fresh, str(sid))
+                session = await self.tokens.reissue(conn, fresh, str(sid),
+                                                    "mfa/totp" if factor["factor_type"] == "totp" else "mfa/phone")
                 await audit(conn, "verification_attempted", fresh, req.ip, factor_id=factor_id)
         if failure is not None:
             raise failure

@@ -1,0 +1,155 @@
+"""Auth hooks through the official client: custom_access_token as a Postgres function
+(Supabase's RBAC guide), its payload, GoTrue's checks of its answer, errors and timeouts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+from supabase_auth.errors import AuthApiError
+
+from tests.auth_support import client, new_email
+from tests.support import StackHandle, start_stack, write_project
+
+HOOK_CONFIG = """
+[auth.hook.custom_access_token]
+enabled = true
+uri = "pg-functions://postgres/public/custom_access_token_hook"
+"""
+
+#: Supabase's RBAC guide: a role table and a hook adding `user_role`; `user_metadata.hook`
+#: switches the answer to each failure GoTrue handles
+MIGRATION = """
+create table public.user_roles (user_id uuid primary key references auth.users on delete cascade, role text not null);
+alter table public.user_roles enable row level security;
+create policy "auth admin reads roles" on public.user_roles as permissive for select
+  to supabase_auth_admin using (true);
+create table public.hook_calls (event jsonb not null, at timestamptz default now());
+alter table public.hook_calls enable row level security;
+create policy "auth admin logs calls" on public.hook_calls for insert to supabase_auth_admin with check (true);
+
+create function public.custom_access_token_hook(event jsonb) returns jsonb language plpgsql as $$
+declare
+  claims jsonb := event -> 'claims';
+  mode text := event -> 'claims' -> 'user_metadata' ->> 'hook';
+  r text;
+begin
+  insert into public.hook_calls (event) values (event);
+  select role into r from public.user_roles where user_id = (event ->> 'user_id')::uuid;
+  claims := jsonb_set(claims, '{user_role}', coalesce(to_jsonb(r), 'null'::jsonb));
+  case mode
+    when 'error' then return '{"error": {"http_code": 403, "message": "not today"}}';
+    when 'error500' then return '{"error": {"message": "the hook broke"}}';
+    when 'drop_aal' then return jsonb_build_object('claims', claims - 'aal');
+    when 'bad_exp' then return jsonb_build_object('claims', jsonb_set(claims, '{exp}', '"soon"'));
+    when 'no_claims' then return '{"something": 1}';
+    when 'sleep' then perform pg_sleep(3);
+    when 'raise' then raise exception 'hook exploded';
+    else null;
+  end case;
+  return jsonb_set(event, '{claims}', claims);
+end
+$$;
+grant usage on schema public to supabase_auth_admin;
+grant execute on function public.custom_access_token_hook to supabase_auth_admin;
+revoke execute on function public.custom_access_token_hook from authenticated, anon, public;
+grant select on public.user_roles to supabase_auth_admin;
+grant insert on public.hook_calls to supabase_auth_admin;
+"""
+
+
+@pytest.fixture(scope="module")
+def hstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+    workdir: Path = tmp_path_factory.mktemp("hooks")
+    write_project(workdir, extra_config=HOOK_CONFIG)
+    (workdir / "supabase" / "migrations" / "20240101000000_rbac.sql").write_text(MIGRATION)
+    handle = start_stack(workdir)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def sign_up(stack: StackHandle, mode: str | None = None) -> tuple[str, str]:
+    email = new_email("hook")
+    meta = {"hook": mode} if mode else {}
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,"
+            " raw_app_meta_data, raw_user_meta_data, created_at, updated_at)"
+            " values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated', 'authenticated',"
+            " %s, crypt('hook-pass-1', gen_salt('bf')), now(), '{\"provider\":\"email\"}', %s, now(), now())",
+            (email, json.dumps(meta)))
+    return email, "hook-pass-1"
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_hook_adds_claims_to_every_token(hstack: StackHandle) -> None:
+    email, password = sign_up(hstack)
+    auth = client(hstack)
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn:
+        uid = conn.execute("select id from auth.users where email = %s", (email,)).fetchone()[0]  # type: ignore[index]
+        conn.execute("insert into public.user_roles values (%s, 'moderator')", (uid,))
+    session = auth.sign_in_with_password({"email": email, "password": password}).session
+    assert session is not None
+    claims = claims_of(session.access_token)
+    assert claims["user_role"] == "moderator" and claims["sub"] == str(uid)
+    # the official client accepts the token: /user answers with it
+    assert auth.get_user(session.access_token).user.id == str(uid)
+    # the refresh grant runs the hook too
+    refreshed = auth.refresh_session(session.refresh_token).session
+    assert refreshed is not None and claims_of(refreshed.access_token)["user_role"] == "moderator"
+    # GoTrue's payload
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn:
+        events = [r[0] for r in conn.execute(
+            "select event from public.hook_calls where event ->> 'user_id' = %s order by at", (str(uid),))]
+    assert [e["authentication_method"] for e in events] == ["password", "token_refresh"]
+    first = events[0]
+    assert set(first) == {"metadata", "user_id", "claims", "authentication_method"}
+    assert first["metadata"]["name"] == "customize-access-token" and first["metadata"]["uuid"]
+    for name in ("aud", "exp", "iat", "sub", "email", "phone", "role", "aal", "session_id", "is_anonymous", "amr"):
+        assert name in first["claims"], name
+
+
+def test_a_user_without_a_role_gets_null(hstack: StackHandle) -> None:
+    email, password = sign_up(hstack)
+    session = client(hstack).sign_in_with_password({"email": email, "password": password}).session
+    assert session is not None and claims_of(session.access_token)["user_role"] is None
+
+
+@pytest.mark.parametrize(("mode", "status", "code", "message"), [
+    ("error", 403, "unknown", "not today"),
+    ("error500", 500, "unexpected_failure", "the hook broke"),
+    ("drop_aal", 500, "unexpected_failure", "(root): aal is required"),
+    ("bad_exp", 500, "unexpected_failure", "exp: Invalid type. Expected: integer, given: string"),
+    ("no_claims", 500, "unexpected_failure", "output claims field is missing"),
+    ("raise", 500, "unexpected_failure", "Error running hook URI"),
+    ("sleep", 500, "unexpected_failure", "Error running hook URI"),  # statement_timeout 2 s
+])
+def test_hook_failures_answer_as_gotrue(hstack: StackHandle, mode: str, status: int, code: str,
+                                        message: str) -> None:
+    email, password = sign_up(hstack, mode)
+    with pytest.raises(AuthApiError) as info:
+        client(hstack).sign_in_with_password({"email": email, "password": password})
+    assert (info.value.status, info.value.code) == (status, code)
+    assert message in info.value.message
+    # nothing half-written: no session was created for the refused sign-in
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn:
+        sessions = conn.execute("select count(*) from auth.sessions s join auth.users u on u.id = s.user_id"
+                                " where u.email = %s", (email,)).fetchone()
+    assert sessions == (0,)
+
+
+def test_the_hook_is_not_callable_by_api_roles(hstack: StackHandle) -> None:
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("set local role authenticated")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select public.custom_access_token_hook('{}'::jsonb)")
