@@ -20,6 +20,12 @@ HOOK_CONFIG = """
 [auth.hook.custom_access_token]
 enabled = true
 uri = "pg-functions://postgres/public/custom_access_token_hook"
+[auth.hook.before_user_created]
+enabled = true
+uri = "pg-functions://postgres/public/before_user_created_hook"
+[auth.hook.password_verification_attempt]
+enabled = true
+uri = "pg-functions://postgres/public/password_attempt_hook"
 """
 
 #: Supabase's RBAC guide: a role table and a hook adding `user_role`; `user_metadata.hook`
@@ -55,7 +61,38 @@ begin
   return jsonb_set(event, '{claims}', claims);
 end
 $$;
+-- before_user_created: refuse one domain; password_verification_attempt: three strikes
+create function public.before_user_created_hook(event jsonb) returns jsonb language plpgsql as $$
+begin
+  insert into public.hook_calls (event) values (event);
+  if event -> 'user' ->> 'email' like '%@blocked.example' then
+    return '{"error": {"http_code": 400, "message": "Sign-ups from this domain are not allowed"}}';
+  end if;
+  return '{}';
+end
+$$;
+create table public.failed_logins (user_id uuid not null, at timestamptz default now());
+alter table public.failed_logins enable row level security;
+create policy "auth admin counts" on public.failed_logins for all to supabase_auth_admin using (true) with check (true);
+create function public.password_attempt_hook(event jsonb) returns jsonb language plpgsql as $$
+declare
+  failures int;
+begin
+  insert into public.hook_calls (event) values (event);
+  if (event ->> 'valid')::boolean then
+    return '{"decision": "continue"}';
+  end if;
+  insert into public.failed_logins (user_id) values ((event ->> 'user_id')::uuid);
+  select count(*) into failures from public.failed_logins where user_id = (event ->> 'user_id')::uuid;
+  if failures >= 3 then
+    return '{"decision": "reject", "message": "Too many failed attempts", "should_logout_user": true}';
+  end if;
+  return '{"decision": "continue"}';
+end
+$$;
 grant usage on schema public to supabase_auth_admin;
+grant execute on function public.before_user_created_hook, public.password_attempt_hook to supabase_auth_admin;
+grant select, insert on public.failed_logins to supabase_auth_admin;
 grant execute on function public.custom_access_token_hook to supabase_auth_admin;
 revoke execute on function public.custom_access_token_hook from authenticated, anon, public;
 grant select on public.user_roles to supabase_auth_admin;
@@ -110,7 +147,8 @@ def test_hook_adds_claims_to_every_token(hstack: StackHandle) -> None:
     # GoTrue's payload
     with psycopg.connect(hstack.db_url, autocommit=True) as conn:
         events = [r[0] for r in conn.execute(
-            "select event from public.hook_calls where event ->> 'user_id' = %s order by at", (str(uid),))]
+            "select event from public.hook_calls where event ->> 'user_id' = %s"
+            " and event -> 'metadata' ->> 'name' = 'customize-access-token' order by at", (str(uid),))]
     assert [e["authentication_method"] for e in events] == ["password", "token_refresh"]
     first = events[0]
     assert set(first) == {"metadata", "user_id", "claims", "authentication_method"}
@@ -153,3 +191,53 @@ def test_the_hook_is_not_callable_by_api_roles(hstack: StackHandle) -> None:
         conn.execute("set local role authenticated")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("select public.custom_access_token_hook('{}'::jsonb)")
+
+
+def hook_events(stack: StackHandle, name: str) -> list[dict[str, Any]]:
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        return [r[0] for r in conn.execute(
+            "select event from public.hook_calls where event -> 'metadata' ->> 'name' = %s order by at", (name,))]
+
+
+def test_before_user_created_sees_the_user_and_can_refuse(hstack: StackHandle) -> None:
+    email = new_email("fresh")
+    res = client(hstack).sign_up({"email": email, "password": "hook-pass-1", "options": {"data": {"plan": "pro"}}})
+    assert res.user is not None
+    event = next(e for e in hook_events(hstack, "before-user-created") if e["user"]["email"] == email)
+    assert event["user"]["id"] == res.user.id  # the id the user is then created with
+    assert event["user"]["user_metadata"] == {"plan": "pro"} and event["user"]["is_anonymous"] is False
+    assert event["user"]["app_metadata"] == {"provider": "email", "providers": ["email"]}
+    anon = client(hstack).sign_in_anonymously()
+    assert anon.user is not None
+    assert any(e["user"]["id"] == anon.user.id and e["user"]["is_anonymous"]
+               for e in hook_events(hstack, "before-user-created"))
+
+    blocked = f"someone-{email.split('@')[0]}@blocked.example"
+    with pytest.raises(AuthApiError) as info:
+        client(hstack).sign_up({"email": blocked, "password": "hook-pass-1"})
+    assert (info.value.status, info.value.message) == (400, "Sign-ups from this domain are not allowed")
+    with pytest.raises(AuthApiError):
+        client(hstack).sign_in_with_otp({"email": blocked})
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn:  # nothing was created
+        assert conn.execute("select count(*) from auth.users where email = %s", (blocked,)).fetchone() == (0,)
+
+
+def test_password_verification_attempt_can_reject_and_sign_out(hstack: StackHandle) -> None:
+    email, password = sign_up(hstack)
+    auth = client(hstack)
+    session = auth.sign_in_with_password({"email": email, "password": password}).session
+    assert session is not None
+    for _ in range(2):
+        with pytest.raises(AuthApiError) as wrong:
+            client(hstack).sign_in_with_password({"email": email, "password": "not-the-password"})
+        assert (wrong.value.status, wrong.value.code, wrong.value.message) == (
+            400, "invalid_credentials", "Invalid login credentials")
+    with pytest.raises(AuthApiError) as rejected:  # the third failure: the hook's decision and message
+        client(hstack).sign_in_with_password({"email": email, "password": "not-the-password"})
+    assert (rejected.value.status, rejected.value.code, rejected.value.message) == (
+        400, "invalid_credentials", "Too many failed attempts")
+    # should_logout_user: the earlier session is gone, its refresh token refused
+    with pytest.raises(AuthApiError):
+        client(hstack).refresh_session(session.refresh_token)
+    events = [e for e in hook_events(hstack, "password-verification") if e["user_id"] == str(session.user.id)]
+    assert [e["valid"] for e in events] == [True, False, False, False]

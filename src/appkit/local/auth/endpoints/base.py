@@ -3,6 +3,8 @@ sending one-time codes."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -11,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from appkit.local.auth import mail
 from appkit.local.auth.errors import ApiError, forbidden
 from appkit.local.auth.guards import Guards
+from appkit.local.auth.hooks import metadata
 from appkit.local.auth.http import AuthRequest
 from appkit.local.auth.inputs import get_str, redirect_allowed
 from appkit.local.auth.otp import new_otp, store_otp, verify_link
@@ -59,6 +62,24 @@ class EndpointBase(Guards):
             raise forbidden("session_not_found", "Session from session_id claim in JWT does not exist")
         req.claims = claims
         return claims, user
+
+    async def _before_user_created(self, conn: Conn, ip: str | None, *, email: str | None = None,
+                                   phone: str | None = None, user_metadata: dict[str, Any] | None = None,
+                                   is_anonymous: bool = False) -> str:
+        """The new user's id, after GoTrue's before_user_created hook (when enabled) saw the
+        user about to be created (``{"metadata", "user"}``); a hook error refuses the sign-up."""
+        uid = str(uuid.uuid4())
+        if not self.tokens.hooks.enabled("before_user_created"):
+            return uid
+        now = datetime.now(UTC).isoformat()
+        providers = ["anonymous"] if is_anonymous else [p for p, v in (("email", email), ("phone", phone)) if v]
+        user = {"id": uid, "aud": "authenticated", "role": "authenticated", "email": email or "",
+                "phone": phone or "", "app_metadata": {"provider": providers[0], "providers": providers}
+                if providers else {}, "user_metadata": user_metadata or {}, "identities": [],
+                "created_at": now, "updated_at": now, "is_anonymous": is_anonymous}
+        await self.tokens.hooks.invoke("before_user_created",
+                                       {"metadata": metadata("before_user_created", ip), "user": user}, conn)
+        return uid
 
     def _redirect_to(self, req: AuthRequest) -> str:
         return redirect_allowed(self.cfg, req.query.get("redirect_to") or get_str(req.body, "redirect_to"))
