@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 from supabase_auth.errors import AuthApiError
 
+from appkit.local.auth import totp
 from tests.auth_support import client, new_email
 from tests.support import StackHandle, start_stack, write_project
 
@@ -26,6 +28,15 @@ uri = "pg-functions://postgres/public/before_user_created_hook"
 [auth.hook.password_verification_attempt]
 enabled = true
 uri = "pg-functions://postgres/public/password_attempt_hook"
+[auth.hook.mfa_verification_attempt]
+enabled = true
+uri = "pg-functions://postgres/public/mfa_attempt_hook"
+[auth.hook.send_email]
+enabled = true
+uri = "pg-functions://postgres/public/send_hook"
+[auth.hook.send_sms]
+enabled = true
+uri = "pg-functions://postgres/public/send_hook"
 """
 
 #: Supabase's RBAC guide: a role table and a hook adding `user_role`; `user_metadata.hook`
@@ -90,6 +101,26 @@ begin
   return '{"decision": "continue"}';
 end
 $$;
+create function public.mfa_attempt_hook(event jsonb) returns jsonb language plpgsql as $$
+begin
+  insert into public.hook_calls (event) values (event);
+  if not (event ->> 'valid')::boolean then
+    return '{"decision": "reject", "message": "MFA locked"}';
+  end if;
+  return '{"decision": "continue"}';
+end
+$$;
+grant execute on function public.mfa_attempt_hook to supabase_auth_admin;
+create function public.send_hook(event jsonb) returns jsonb language plpgsql as $$
+begin
+  if event -> 'user' ->> 'email' like 'undeliverable%' then
+    return '{"error": {"http_code": 422, "message": "mail provider down"}}';
+  end if;
+  insert into public.hook_calls (event) values (event);
+  return '{}';
+end
+$$;
+grant execute on function public.send_hook to supabase_auth_admin;
 grant usage on schema public to supabase_auth_admin;
 grant execute on function public.before_user_created_hook, public.password_attempt_hook to supabase_auth_admin;
 grant select, insert on public.failed_logins to supabase_auth_admin;
@@ -241,3 +272,56 @@ def test_password_verification_attempt_can_reject_and_sign_out(hstack: StackHand
         client(hstack).refresh_session(session.refresh_token)
     events = [e for e in hook_events(hstack, "password-verification") if e["user_id"] == str(session.user.id)]
     assert [e["valid"] for e in events] == [True, False, False, False]
+
+
+def test_mfa_verification_attempt_rejects_and_signs_out(hstack: StackHandle) -> None:
+    email, password = sign_up(hstack)
+    auth = client(hstack)
+    auth.sign_in_with_password({"email": email, "password": password})
+    factor = auth.mfa.enroll({"factor_type": "totp", "friendly_name": "app"})
+    assert factor.totp is not None
+    ok = auth.mfa.verify({"factor_id": factor.id, "challenge_id": auth.mfa.challenge({"factor_id": factor.id}).id,
+                          "code": totp.code_at(factor.totp.secret)})
+    assert ok.access_token
+    wrong = str((int(totp.code_at(factor.totp.secret)) + 1) % 1000000).zfill(6)
+    with pytest.raises(AuthApiError) as info:
+        auth.mfa.verify({"factor_id": factor.id, "challenge_id": auth.mfa.challenge({"factor_id": factor.id}).id,
+                         "code": wrong})
+    assert (info.value.status, info.value.code, info.value.message) == (403, "mfa_verification_rejected", "MFA locked")
+    events = [e for e in hook_events(hstack, "mfa-verification") if e["factor_id"] == factor.id]
+    assert [(e["factor_type"], e["valid"]) for e in events] == [("totp", True), ("totp", False)]
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn:  # signed out everywhere
+        assert conn.execute("select count(*) from auth.sessions s join auth.users u on u.id = s.user_id"
+                            " where u.email = %s", (email,)).fetchone() == (0,)
+
+
+def test_send_email_and_send_sms_hooks_take_the_messages(hstack: StackHandle) -> None:
+    email, _ = sign_up(hstack)
+    client(hstack).sign_in_with_otp({"email": email, "options": {"should_create_user": False}})
+    sent = [e for e in hook_events(hstack, "send-email") if e["user"]["email"] == email]
+    assert len(sent) == 1
+    data = sent[0]["email_data"]
+    assert data["email_action_type"] == "magiclink" and len(data["token"]) == 6 and data["token_hash"]
+    assert data["site_url"] == "http://127.0.0.1:3000"
+    # the code the hook got signs the user in
+    verified = client(hstack).verify_otp({"email": email, "token": data["token"], "type": "email"})
+    assert verified.session is not None
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn:  # handed to the hook, not captured
+        assert conn.execute("select count(*) from _appkit.auth_messages where recipient = %s", (email,)).fetchone() == (0,)
+        phone = "1555" + str(uuid.uuid4().int)[:7]
+        conn.execute("update auth.users set phone = %s, phone_confirmed_at = now() where email = %s", (phone, email))
+    client(hstack).sign_in_with_otp({"phone": phone, "options": {"should_create_user": False}})
+    sms = [e for e in hook_events(hstack, "send-sms") if e["sms"]["phone"] == phone]
+    assert len(sms) == 1 and len(sms[0]["sms"]["otp"]) == 6
+    assert client(hstack).verify_otp({"phone": phone, "token": sms[0]["sms"]["otp"], "type": "sms"}).session
+
+
+def test_a_send_hook_error_fails_the_request(hstack: StackHandle) -> None:
+    email = f"undeliverable-{uuid.uuid4().hex[:8]}@example.com"
+    with psycopg.connect(hstack.db_url, autocommit=True) as conn:
+        conn.execute("insert into auth.users (instance_id, id, aud, role, email, email_confirmed_at, created_at,"
+                     " updated_at) values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(),"
+                     " 'authenticated', 'authenticated', %s, now(), now(), now())", (email,))
+    with pytest.raises(AuthApiError) as info:
+        client(hstack).sign_in_with_otp({"email": email, "options": {"should_create_user": False}})
+    assert (info.value.status, info.value.message) == (422, "mail provider down")

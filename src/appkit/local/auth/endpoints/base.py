@@ -20,7 +20,7 @@ from appkit.local.auth.otp import new_otp, store_otp, verify_link
 from appkit.local.auth.passwords import Hasher
 from appkit.local.auth.ratelimit import parse_duration
 from appkit.local.auth.sessions import Tokens
-from appkit.local.auth.users import USER_COLS, USER_EXTRAS, Conn, Row
+from appkit.local.auth.users import USER_COLS, USER_EXTRAS, Conn, Row, user_json
 from appkit.local.context import StackContext
 
 
@@ -105,6 +105,18 @@ class EndpointBase(Guards):
         digest = await store_otp(conn, str(user["id"]), token_type, recipient, otp)
         link = None
         target = redirect_to or self.cfg.site_url
+        hook = "send_email" if channel == "email" else "send_sms"
+        if self.tokens.hooks.enabled(hook):  # GoTrue hands the message to the hook instead of sending it
+            payload: dict[str, Any] = {"metadata": metadata(hook, None), "user": user_json(user)}
+            if channel == "email":
+                payload["email_data"] = {
+                    "token": otp, "token_hash": digest, "redirect_to": target, "email_action_type": kind,
+                    "site_url": self.cfg.site_url, "token_new": "", "token_hash_new": "",
+                    "old_email": "", "old_phone": "", "provider": "", "factor_type": ""}
+            else:
+                payload["sms"] = {"otp": otp, "phone": recipient}
+            await self.tokens.hooks.invoke(hook, payload, conn)
+            return digest
         if channel == "email" and kind != "reauthentication":
             link = verify_link(self.issuer, digest, kind, target, pkce)
         await mail.capture(conn, channel=channel, recipient=recipient, kind=kind, otp=otp, link=link,
