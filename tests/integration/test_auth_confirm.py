@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from supabase_auth.errors import AuthApiError
@@ -31,6 +34,7 @@ port = {db_port}
 site_url = "http://localhost:3000"
 additional_redirect_urls = ["https://app.example.com/**"]
 jwt_expiry = 600
+enable_manual_linking = true
 signing_keys_path = "./signing_keys.json"
 [auth.email]
 enable_confirmations = true
@@ -261,3 +265,89 @@ def test_invite_link_confirms_and_allows_setting_password(cstack) -> None:  # ty
     cl.set_session(fragment["access_token"][0], fragment["refresh_token"][0])
     cl.update_user({"password": "invited-pass-1"})
     assert c(cstack).sign_in_with_password({"email": email, "password": "invited-pass-1"}).session
+
+
+def _signed_in(stack: StackHandle) -> tuple[Any, str]:
+    email = new_email("link")
+    admin_client(stack).create_user({"email": email, "password": "secret-pass-1", "email_confirm": True})
+    cl = c(stack)
+    cl.sign_in_with_password({"email": email, "password": "secret-pass-1"})
+    return cl, email
+
+
+def test_link_identity_starts_the_provider_flow_for_the_signed_in_user(cstack) -> None:  # type: ignore[no-untyped-def]
+    cl, _ = _signed_in(cstack)
+    res = cl.link_identity({"provider": "github", "options": {"redirect_to": "https://app.example.com/linked"}})
+    url = urlsplit(res.url)
+    assert (url.netloc, url.path) == ("github.com", "/login/oauth/authorize")
+    query = parse_qs(url.query)
+    assert query["client_id"] == ["gh-client-id"]
+    state = jwt.decode(query["state"][0], options={"verify_signature": False})
+    assert state["linking_target_id"] == cl.get_user().user.id
+    assert state["referrer"] == "https://app.example.com/linked"
+    with pytest.raises(AuthApiError) as disabled:
+        cl.link_identity({"provider": "google"})
+    assert (disabled.value.status, disabled.value.code) == (400, "provider_disabled")
+
+
+def test_unlink_identity_with_gotrue_rules(cstack) -> None:  # type: ignore[no-untyped-def]
+    cl, email = _signed_in(cstack)
+    uid = cl.get_user().user.id
+    only = cl.get_user_identities().identities
+    assert [i.provider for i in only] == ["email"]
+    with pytest.raises(AuthApiError) as single:
+        cl.unlink_identity(only[0])
+    assert (single.value.status, single.value.code) == (422, "single_identity_not_deletable")
+    gh_email = "gh-" + email
+    with psycopg.connect(cstack.db_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at)"
+            " values ('gh-123', %s, %s, 'github', now(), now())",
+            (uid, json.dumps({"sub": "gh-123", "email": gh_email})))
+        conn.execute("update auth.users set raw_app_meta_data = raw_app_meta_data"
+                     " || '{\"providers\": [\"email\", \"github\"]}' where id = %s", (uid,))
+    identities = cl.get_user_identities().identities
+    assert sorted(i.provider for i in identities) == ["email", "github"]
+    # an identity of someone else, or none at all
+    headers = {"apikey": cstack.anon_key, "Authorization": f"Bearer {cl.get_session().access_token}"}
+    missing = httpx.delete(f"{cstack.api_url}/auth/v1/user/identities/{uuid.uuid4()}", headers=headers)
+    assert (missing.status_code, missing.json()["error_code"]) == (422, "identity_not_found")
+    bad = httpx.delete(f"{cstack.api_url}/auth/v1/user/identities/not-a-uuid", headers=headers)
+    assert (bad.status_code, bad.json()["error_code"]) == (404, "validation_failed")
+    # unlinking the e-mail identity: the user's e-mail follows the identity left, providers too
+    email_identity = next(i for i in identities if i.provider == "email")
+    cl.unlink_identity(email_identity)
+    user = admin_client(cstack).get_user_by_id(uid).user
+    assert [i.provider for i in user.identities or []] == ["github"]
+    assert user.email == gh_email and user.app_metadata["providers"] == ["github"]
+
+
+def test_identity_endpoints_answer_404_when_manual_linking_is_off(stack) -> None:  # type: ignore[no-untyped-def]
+    email = new_email("nolink")
+    admin_client(stack).create_user({"email": email, "password": "secret-pass-1", "email_confirm": True})
+    cl = client(stack)
+    cl.sign_in_with_password({"email": email, "password": "secret-pass-1"})
+    with pytest.raises(AuthApiError) as info:
+        cl.link_identity({"provider": "github"})
+    assert (info.value.status, info.value.code, info.value.message) == (
+        404, "manual_linking_disabled", "Manual linking is disabled")
+    with pytest.raises(AuthApiError) as unlink:
+        cl.unlink_identity(cl.get_user_identities().identities[0])
+    assert (unlink.value.status, unlink.value.code) == (404, "manual_linking_disabled")
+
+
+def test_sso_answers_as_gotrue_without_saml(stack) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AuthApiError) as info:
+        client(stack).sign_in_with_sso({"domain": "example.com"})
+    assert (info.value.status, info.value.code, info.value.message) == (
+        404, "saml_provider_disabled", "SAML 2.0 is disabled")
+    base = f"{stack.api_url}/auth/v1"
+    assert httpx.get(f"{base}/sso/saml/metadata").status_code == 404  # open path: no apikey needed
+    admin = {"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}"}
+    assert httpx.get(f"{base}/admin/sso/providers", headers=admin).json() == {"items": []}
+    created = httpx.post(f"{base}/admin/sso/providers", headers=admin, json={"type": "saml", "metadata_url": "x"})
+    assert (created.status_code, created.json()["error_code"]) == (404, "saml_provider_disabled")
+    one = httpx.get(f"{base}/admin/sso/providers/{uuid.uuid4()}", headers=admin)
+    assert (one.status_code, one.json()["error_code"]) == (404, "sso_provider_not_found")
+    anon = {"apikey": stack.anon_key, "Authorization": f"Bearer {stack.anon_key}"}
+    assert httpx.get(f"{base}/admin/sso/providers", headers=anon).status_code == 403
