@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from supabase_auth.errors import AuthApiError
+from supabase_auth.types import CreateOAuthClientParams, UpdateOAuthClientParams
 
 from tests.auth_support import admin_client, client, last_message, new_email, new_phone, random_ip
 from tests.support import StackHandle, free_port, start_stack
@@ -58,6 +59,8 @@ client_id = "gh-client-id"
 secret = "gh-secret"
 [auth.external.google]
 enabled = false
+[auth.oauth_server]
+enabled = true
 """
 
 
@@ -351,3 +354,97 @@ def test_sso_answers_as_gotrue_without_saml(stack) -> None:  # type: ignore[no-u
     assert (one.status_code, one.json()["error_code"]) == (404, "sso_provider_not_found")
     anon = {"apikey": stack.anon_key, "Authorization": f"Bearer {stack.anon_key}"}
     assert httpx.get(f"{base}/admin/sso/providers", headers=anon).status_code == 403
+
+
+def test_oauth_server_admin_client_lifecycle(cstack) -> None:  # type: ignore[no-untyped-def]
+    oauth = admin_client(cstack).oauth
+    created = oauth.create_client(CreateOAuthClientParams(
+        client_name="Partner app", redirect_uris=["https://partner.example.com/cb", "http://localhost:3000/cb"],
+        client_uri="https://partner.example.com", scope=None)).client
+    assert created is not None and created.client_secret
+    assert (created.client_type, created.token_endpoint_auth_method, created.registration_type) == (
+        "confidential", "client_secret_basic", "manual")
+    assert created.grant_types == ["authorization_code", "refresh_token"] and created.response_types == ["code"]
+    with psycopg.connect(cstack.db_url, autocommit=True) as conn:  # only the secret's hash is stored
+        stored = conn.execute("select client_secret_hash from auth.oauth_clients where id = %s",
+                              (created.client_id,)).fetchone()
+    assert stored is not None and created.client_secret not in str(stored[0])
+    fetched = oauth.get_client(created.client_id).client
+    assert fetched is not None and fetched.client_secret is None and fetched.client_name == "Partner app"
+    assert created.client_id in [c.client_id for c in oauth.list_clients().clients]
+    updated = oauth.update_client(created.client_id, UpdateOAuthClientParams(client_name="Renamed")).client
+    assert updated is not None and updated.client_name == "Renamed" and updated.redirect_uris == created.redirect_uris
+    regenerated = oauth.regenerate_client_secret(created.client_id).client
+    assert regenerated is not None and regenerated.client_secret not in (None, created.client_secret)
+    oauth.delete_client(created.client_id)
+    with pytest.raises(AuthApiError) as gone:
+        oauth.get_client(created.client_id)
+    assert (gone.value.status, gone.value.code) == (404, "oauth_client_not_found")
+    public = oauth.create_client(CreateOAuthClientParams(client_name="SPA", redirect_uris=["myapp://cb"])).client
+    assert public is not None
+    raw = httpx.post(f"{cstack.api_url}/auth/v1/admin/oauth/clients", headers=_admin_headers(cstack),
+                     json={"redirect_uris": ["https://spa.example.com"], "token_endpoint_auth_method": "none"})
+    assert raw.status_code == 201 and raw.json()["client_type"] == "public" and "client_secret" not in raw.json()
+    with pytest.raises(AuthApiError) as no_secret:
+        oauth.regenerate_client_secret(raw.json()["client_id"])
+    assert no_secret.value.message == "Cannot regenerate secret for public client"
+
+
+def _admin_headers(stack: StackHandle) -> dict[str, str]:
+    return {"apikey": stack.service_role_key, "Authorization": f"Bearer {stack.service_role_key}"}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({}, "400: redirect_uris is required"),
+    ({"redirect_uris": []}, "400: redirect_uris cannot be empty"),
+    ({"redirect_uris": [f"https://a.example.com/{i}" for i in range(11)]}, "400: redirect_uris cannot exceed 10 items"),
+    ({"redirect_uris": ["http://evil.example.com/cb"]},
+     "400: invalid redirect_uri 'http://evil.example.com/cb': HTTP scheme only allowed for localhost"),
+    ({"redirect_uris": ["javascript://x/alert"]},
+     "400: invalid redirect_uri 'javascript://x/alert': scheme 'javascript' is not allowed for security reasons"),
+    ({"redirect_uris": ["https://a.example.com/#frag"]},
+     "400: invalid redirect_uri 'https://a.example.com/#frag': fragment not allowed in redirect URI"),
+    ({"redirect_uris": ["no-scheme"]}, "400: invalid redirect_uri 'no-scheme': must have scheme and host"),
+    ({"redirect_uris": ["https://a.example.com"], "grant_types": ["password"]},
+     "400: grant_types must only contain 'authorization_code' and/or 'refresh_token'"),
+    ({"redirect_uris": ["https://a.example.com"], "client_name": "x" * 1025},
+     "400: client_name cannot exceed 1024 characters"),
+    ({"redirect_uris": ["https://a.example.com"], "client_type": "other"},
+     "400: client_type must be 'public' or 'confidential'"),
+    ({"redirect_uris": ["https://a.example.com"], "token_endpoint_auth_method": "magic"},
+     "400: token_endpoint_auth_method must be one of: [none client_secret_basic client_secret_post]"),
+    ({"redirect_uris": ["https://a.example.com"], "client_type": "public",
+      "token_endpoint_auth_method": "client_secret_post"},
+     "400: client_type 'public' is inconsistent with token_endpoint_auth_method 'client_secret_post'"
+     " (expected client_type 'confidential')"),
+    ({"redirect_uris": ["https://a.example.com"], "client_uri": "not a url"}, "400: client_uri must be a valid URL"),
+])
+def test_oauth_client_registration_is_validated_as_gotrue(cstack, body: dict[str, Any],  # type: ignore[no-untyped-def]
+                                                          message: str) -> None:
+    r = httpx.post(f"{cstack.api_url}/auth/v1/admin/oauth/clients", headers=_admin_headers(cstack), json=body)
+    assert (r.status_code, r.json()["error_code"], r.json()["msg"]) == (400, "validation_failed", message)
+
+
+def test_oauth_client_paths_refuse_bad_input(cstack) -> None:  # type: ignore[no-untyped-def]
+    base = f"{cstack.api_url}/auth/v1/admin/oauth/clients"
+    h = _admin_headers(cstack)
+    bad = httpx.get(f"{base}/not-a-uuid", headers=h)
+    assert (bad.status_code, bad.json()["msg"]) == (400, "invalid client_id format")
+    assert httpx.get(f"{base}/{uuid.uuid4()}", headers=h).json()["error_code"] == "oauth_client_not_found"
+    made = httpx.post(base, headers=h, json={"redirect_uris": ["https://a.example.com"]}).json()
+    empty = httpx.put(f"{base}/{made['client_id']}", headers=h, json={})
+    assert (empty.status_code, empty.json()["msg"]) == (400, "No fields provided for update")
+    wrong = httpx.put(f"{base}/{made['client_id']}", headers=h, json={"token_endpoint_auth_method": "none"})
+    assert wrong.json()["msg"] == ("token_endpoint_auth_method 'none' is not valid for client_type 'confidential';"
+                                   " valid methods: [client_secret_basic client_secret_post]")
+    typed = httpx.put(f"{base}/{made['client_id']}", headers=h, json={"redirect_uris": "https://a.example.com"})
+    assert (typed.status_code, typed.json()["error_code"]) == (400, "bad_json")
+    anon = {"apikey": cstack.anon_key, "Authorization": f"Bearer {cstack.anon_key}"}
+    assert httpx.get(base, headers=anon).status_code == 403
+
+
+def test_oauth_server_admin_is_404_when_disabled(stack) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AuthApiError) as info:
+        admin_client(stack).oauth.list_clients()
+    assert (info.value.status, info.value.code, info.value.message) == (404, "feature_disabled",
+                                                                        "OAuth server is disabled")

@@ -203,6 +203,12 @@ class AuthHooksConfig(_Section):
         return hook
 
 
+class AuthOAuthServerConfig(_Section):
+    enabled: bool = False
+    allow_dynamic_registration: bool = False
+    authorization_url_path: str = "/oauth/consent"
+
+
 class AuthConfig(_Section):
     enabled: bool = True
     site_url: str = "http://127.0.0.1:3000"
@@ -221,6 +227,7 @@ class AuthConfig(_Section):
     sms: AuthSmsConfig = AuthSmsConfig()
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
     hook: AuthHooksConfig = AuthHooksConfig()
+    oauth_server: AuthOAuthServerConfig = AuthOAuthServerConfig()
 
     @field_validator("jwt_secret")
     @classmethod

@@ -5,7 +5,8 @@ Where each endpoint lives: ``endpoints/info.py`` (``/health``, ``/settings``, JW
 ``sessions.py`` (``/signup``, ``/token``, ``/logout``), ``user.py`` (``/user``,
 ``/reauthenticate``), ``otp.py`` (``/otp``, ``/magiclink``, ``/recover``, ``/resend``,
 ``/verify``), ``oauth.py`` (``/authorize``, ``/callback``), ``identities.py``
-(``/user/identities``, ``/sso``, ``/admin/sso``), ``mfa.py`` (``/factors``),
+(``/user/identities``, ``/sso``, ``/admin/sso``), ``oauth_clients.py`` (``/admin/oauth/clients``),
+``mfa.py`` (``/factors``),
 ``admin.py`` (``/admin/*``, ``/invite``).
 """
 
@@ -19,6 +20,7 @@ from appkit.local.auth.endpoints.admin import AdminEndpoints
 from appkit.local.auth.endpoints.identities import IdentityEndpoints
 from appkit.local.auth.endpoints.info import InfoEndpoints
 from appkit.local.auth.endpoints.mfa import MfaEndpoints
+from appkit.local.auth.endpoints.oauth_clients import OAuthClientEndpoints
 from appkit.local.auth.endpoints.otp import OtpEndpoints
 from appkit.local.auth.endpoints.sessions import REFRESH_WORKERS, SessionEndpoints
 from appkit.local.auth.endpoints.user import UserEndpoints
@@ -31,7 +33,7 @@ OPEN_PATHS = ("/verify", "/callback", "/authorize", "/health", "/.well-known/jwk
 
 
 class AuthService(InfoEndpoints, SessionEndpoints, UserEndpoints, OtpEndpoints, IdentityEndpoints, MfaEndpoints,
-                  AdminEndpoints):
+                  AdminEndpoints, OAuthClientEndpoints):
     """The endpoint families behind exact-path routing (a Starlette router for paths with
     parameters), each endpoint wrapped in the API-key check and the error boundary."""
 
@@ -62,6 +64,9 @@ class AuthService(InfoEndpoints, SessionEndpoints, UserEndpoints, OtpEndpoints, 
             ("/sso", self.sso, ["POST"]),
             ("/sso/saml/metadata", self.sso, ["GET"]),
             ("/sso/saml/acs", self.sso, ["POST"]),
+            ("/admin/oauth/clients", self.oauth_clients, ["GET", "POST"]),
+            ("/admin/oauth/clients/{client_id}", self.oauth_client, ["GET", "PUT", "DELETE"]),
+            ("/admin/oauth/clients/{client_id}/regenerate_secret", self.oauth_client_regenerate_secret, ["POST"]),
             ("/admin/sso/providers", self.admin_sso_providers, ["GET", "POST"]),
             ("/admin/sso/providers/{idp_id}", self.admin_sso_provider, ["GET", "PUT", "DELETE"]),
             ("/callback", self.callback, ["GET", "POST"]),
