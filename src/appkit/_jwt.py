@@ -23,7 +23,7 @@ import jwt
 
 from appkit.errors import AuthError
 
-ASYMMETRIC_ALGS: Final = ("RS256", "ES256", "EdDSA")
+ASYMMETRIC_ALGS: Final = ("RS256", "RS512", "ES256", "ES512", "EdDSA")  # the ones GoTrue signs with
 #: every algorithm a token may be signed with; ``none`` and anything else is rejected first
 ALLOWED_ALGS: Final = ("HS256", *ASYMMETRIC_ALGS)
 

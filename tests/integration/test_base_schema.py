@@ -173,3 +173,45 @@ def test_extension_shims(stack) -> None:  # type: ignore[no-untyped-def]
         assert rb == 100
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             conn.execute("select extensions.digest('abc', 'sha1')")
+
+
+def test_rls_matrix_auth_oauth_clients(stack) -> None:  # type: ignore[no-untyped-def]
+    """auth.oauth_clients (the OAuth server's clients): only the auth service's role reads or
+    writes it; the API roles can do nothing, whatever their JWT says."""
+    if stack.workdir is None:
+        pytest.skip("the emulated base schema is local-only")
+    client_id = uuid.uuid4()
+    statements = {
+        "select": "select count(*) from auth.oauth_clients",
+        "insert": "insert into auth.oauth_clients (id, registration_type, redirect_uris, grant_types, client_type,"
+                  f" token_endpoint_auth_method) values ('{uuid.uuid4()}', 'manual', '{{https://x.example}}',"
+                  " '{authorization_code}', 'public', 'none')",
+        "update": f"update auth.oauth_clients set client_name = 'x' where id = '{client_id}'",
+        "delete": f"delete from auth.oauth_clients where id = '{client_id}'",
+    }
+    expected = {("supabase_auth_admin", op): True for op in statements}
+    for actor in ("anon", "authenticated", "service_role"):
+        for op in statements:
+            expected[(actor, op)] = False
+    seen: dict[tuple[str, str], bool] = {}
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute("insert into auth.oauth_clients (id, registration_type, redirect_uris, grant_types, client_type,"
+                     " token_endpoint_auth_method) values (%s, 'manual', '{https://x.example}',"
+                     " '{authorization_code}', 'public', 'none')", (client_id,))
+        try:
+            for (actor, op) in expected:
+                try:
+                    with conn.transaction(force_rollback=True):
+                        _as(conn, actor, uuid.uuid4())
+                        conn.execute(statements[op])
+                    seen[(actor, op)] = True
+                except psycopg.errors.InsufficientPrivilege:
+                    seen[(actor, op)] = False
+        finally:
+            conn.execute("delete from auth.oauth_clients where id = %s", (client_id,))
+    table = "\n".join(f"{actor:20} {op:7} expected={'allow' if want else 'deny':5} got="
+                      f"{'allow' if seen[(actor, op)] else 'deny'}" for (actor, op), want in expected.items())
+    assert seen == expected, "auth.oauth_clients RLS matrix:\n" + table
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        assert conn.execute("select relrowsecurity from pg_class where oid = 'auth.oauth_clients'::regclass"
+                            ).fetchone() == (True,)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -264,7 +265,7 @@ def test_upsert_during_a_download(stack: StackHandle, admin: Any) -> None:
     assert f.download("up/streamed.bin") == new
 
 
-def test_list_and_list_v2(admin: Any) -> None:
+def test_list_and_list_v2(stack: StackHandle, admin: Any) -> None:
     f = admin.from_(PUB)
     for name in ("ls/b.txt", "ls/a.txt", "ls/c.md", "ls/sub/x.txt", "ls/sub/y.txt", "ls/sub2/z.txt"):
         f.upload(name, name.encode())
@@ -293,6 +294,18 @@ def test_list_and_list_v2(admin: Any) -> None:
     page = f.list_v2({"prefix": "ls/", "with_delimiter": True})
     assert [x.name for x in page.folders] == ["ls/sub/", "ls/sub2/"]
     assert [o.name for o in page.objects] == ["ls/a.txt", "ls/b.txt", "ls/c.md"]
+    # Supabase Storage's keys (search_v2): the segment at the prefix's depth, no trailing slash
+    assert [x.key for x in page.folders] == ["sub", "sub2"]
+    assert [o.key for o in page.objects] == ["a.txt", "b.txt", "c.md"]
+    assert [x.key for x in f.list_v2({"with_delimiter": True, "prefix": "ls/sub/"}).objects] == ["x.txt", "y.txt"]
+    assert "ls" in [x.key for x in f.list_v2({"with_delimiter": True}).folders]
+    raw = httpx.post(f"{storage_url(stack)}object/list-v2/{PUB}", json={"prefix": "ls/", "with_delimiter": True},
+                     headers=headers_for(stack, stack.service_role_key)).json()
+    assert raw["folders"][0] == {"key": "sub", "name": "ls/sub/", "id": None, "updated_at": None,
+                                 "created_at": None, "last_accessed_at": None, "metadata": None}
+    flat = httpx.post(f"{storage_url(stack)}object/list-v2/{PUB}", json={"prefix": "ls/"},
+                      headers=headers_for(stack, stack.service_role_key)).json()
+    assert "key" not in flat["objects"][0] and flat["folders"] == []  # no delimiter: the objects' own columns
 
 
 def test_move_copy_remove(stack: StackHandle, admin: Any) -> None:
@@ -333,7 +346,12 @@ def test_signed_urls(stack: StackHandle, admin: Any) -> None:
     assert r.status_code == 200 and r.content == b"secret bytes"
     dl = f.create_signed_url("sig/file.txt", 60, {"download": "named.txt"})
     r = httpx.get(dl["signedURL"])
-    assert r.headers["content-disposition"].startswith('attachment; filename="named.txt"')
+    assert r.headers["content-disposition"] == "attachment; filename=named.txt; filename*=UTF-8''named.txt"
+    # Supabase Storage encodes the name as encodeURIComponent does, unquoted, in both parameters
+    odd = httpx.get(signed["signedURL"] + "&download=" + quote("résumé (v2) \"final\";.txt"))
+    assert odd.headers["content-disposition"] == (
+        "attachment; filename=r%C3%A9sum%C3%A9%20(v2)%20%22final%22%3B.txt;"
+        " filename*=UTF-8''r%C3%A9sum%C3%A9%20(v2)%20%22final%22%3B.txt")
     many = f.create_signed_urls(["sig/file.txt", "sig/missing.txt"], 60)
     assert many[0]["error"] is None and httpx.get(many[0]["signedURL"]).content == b"secret bytes"
     assert many[1]["signedURL"] is None and many[1]["error"]
@@ -382,7 +400,7 @@ def test_public_urls_range_and_transform(stack: StackHandle, admin: Any) -> None
     etag = httpx.get(url).headers["etag"]
     assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
     r = httpx.get(f.get_public_url("pub/img.png", {"download": True}))
-    assert r.headers["content-disposition"].startswith('attachment; filename="img.png"')
+    assert r.headers["content-disposition"] == "attachment;"  # a bare ?download, as Supabase Storage
     transformed = f.get_public_url("pub/img.png", {"transform": {"width": 10, "height": 10}})
     assert "/render/image/public/" in transformed
     assert httpx.get(transformed).content == b"0123456789"  # served as is (documented)

@@ -16,9 +16,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from appkit.errors import ConfigError
@@ -137,6 +138,77 @@ class AuthRateLimitConfig(_Section):
     token_verifications: int = Field(30, ge=0)
 
 
+#: GoTrue's hook names (``[auth.hook.<name>]``)
+HOOK_NAMES = ("custom_access_token", "before_user_created", "password_verification_attempt",
+              "mfa_verification_attempt", "send_email", "send_sms")
+_HOOK_SECRET_RE = re.compile(r"^v1,whsec_[A-Za-z0-9+/=]{32,88}$")  # the Supabase CLI's rule
+_PG_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "host.docker.internal")
+
+
+class AuthHookConfig(_Section):
+    enabled: bool = False
+    uri: str = ""
+    #: for http(s) hooks: ``v1,whsec_<base64>`` (several separated by ``|``)
+    secrets: str = ""
+
+    def check(self, name: str) -> None:
+        """The Supabase CLI's and GoTrue's checks of an enabled hook; ValueError names the key."""
+        if not self.enabled:
+            return
+        where = name  # the error is reported under auth.hook
+        if not self.uri:
+            raise ValueError(f"missing required field {where}.uri")
+        parsed = urlsplit(self.uri)
+        scheme = parsed.scheme.lower()
+        if scheme in ("http", "https"):
+            if not self.secrets:
+                raise ValueError(f"missing required field {where}.secrets")
+            if not all(_HOOK_SECRET_RE.match(s) for s in self.secrets.split("|")):
+                raise ValueError(f'{where}.secrets must be formatted as "v1,whsec_<base64_encoded_secret>" '
+                                 "with a minimum length of 32 characters")
+            if scheme == "http" and parsed.hostname not in _LOCAL_HOSTS:
+                raise ValueError(f"{where}.uri: only localhost, 127.0.0.1, and ::1 are supported with http")
+        elif scheme == "pg-functions":
+            if self.secrets:
+                raise ValueError(f"{where}.secrets is unsupported for pg-functions URI")
+            parts = parsed.path.split("/")
+            if len(parts) < 3:
+                raise ValueError(f"{where}.uri: URI path does not contain enough parts")
+            if not _PG_NAME_RE.match(parts[1]):
+                raise ValueError(f"{where}.uri: invalid schema name: {parts[1]}")
+            if not _PG_NAME_RE.match(parts[2]):
+                raise ValueError(f"{where}.uri: invalid function name: {parts[2]}")
+        else:
+            raise ValueError(f"{where}.uri should be a HTTP, HTTPS, or pg-functions URI")
+
+
+class AuthHooksConfig(_Section):
+    custom_access_token: AuthHookConfig = AuthHookConfig()
+    before_user_created: AuthHookConfig = AuthHookConfig()
+    password_verification_attempt: AuthHookConfig = AuthHookConfig()
+    mfa_verification_attempt: AuthHookConfig = AuthHookConfig()
+    send_email: AuthHookConfig = AuthHookConfig()
+    send_sms: AuthHookConfig = AuthHookConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> AuthHooksConfig:
+        for name in HOOK_NAMES:
+            self.get(name).check(name)
+        return self
+
+    def get(self, name: str) -> AuthHookConfig:
+        hook = getattr(self, name)
+        assert isinstance(hook, AuthHookConfig)
+        return hook
+
+
+class AuthOAuthServerConfig(_Section):
+    enabled: bool = False
+    allow_dynamic_registration: bool = False
+    authorization_url_path: str = "/oauth/consent"
+
+
 class AuthConfig(_Section):
     enabled: bool = True
     site_url: str = "http://127.0.0.1:3000"
@@ -154,6 +226,8 @@ class AuthConfig(_Section):
     email: AuthEmailConfig = AuthEmailConfig()
     sms: AuthSmsConfig = AuthSmsConfig()
     rate_limit: AuthRateLimitConfig = AuthRateLimitConfig()
+    hook: AuthHooksConfig = AuthHooksConfig()
+    oauth_server: AuthOAuthServerConfig = AuthOAuthServerConfig()
 
     @field_validator("jwt_secret")
     @classmethod
@@ -191,7 +265,8 @@ class ProjectConfig(_Section):
 
 #: settings that are secrets: an unset ``env(NAME)`` there stops the stack instead of being
 #: used literally (the Supabase CLI would sign tokens with the text ``env(NAME)``)
-_SECRET_KEYS = frozenset({("auth", "jwt_secret"), ("auth", "signing_keys_path")})
+_SECRET_KEYS = frozenset({("auth", "jwt_secret"), ("auth", "signing_keys_path"),
+                          *(("auth", "hook", name, "secrets") for name in HOOK_NAMES)})
 
 
 @dataclass

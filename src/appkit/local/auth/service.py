@@ -4,7 +4,9 @@ families of :mod:`appkit.local.auth.endpoints` behind one route table.
 Where each endpoint lives: ``endpoints/info.py`` (``/health``, ``/settings``, JWKS),
 ``sessions.py`` (``/signup``, ``/token``, ``/logout``), ``user.py`` (``/user``,
 ``/reauthenticate``), ``otp.py`` (``/otp``, ``/magiclink``, ``/recover``, ``/resend``,
-``/verify``), ``oauth.py`` (``/authorize``, ``/callback``), ``mfa.py`` (``/factors``),
+``/verify``), ``oauth.py`` (``/authorize``, ``/callback``), ``identities.py``
+(``/user/identities``, ``/sso``, ``/admin/sso``), ``oauth_clients.py`` (``/admin/oauth/clients``),
+``mfa.py`` (``/factors``),
 ``admin.py`` (``/admin/*``, ``/invite``).
 """
 
@@ -15,9 +17,10 @@ from starlette.routing import Route
 
 from appkit.local.auth.batch import Coalescer
 from appkit.local.auth.endpoints.admin import AdminEndpoints
+from appkit.local.auth.endpoints.identities import IdentityEndpoints
 from appkit.local.auth.endpoints.info import InfoEndpoints
 from appkit.local.auth.endpoints.mfa import MfaEndpoints
-from appkit.local.auth.endpoints.oauth import OAuthEndpoints
+from appkit.local.auth.endpoints.oauth_clients import OAuthClientEndpoints
 from appkit.local.auth.endpoints.otp import OtpEndpoints
 from appkit.local.auth.endpoints.sessions import REFRESH_WORKERS, SessionEndpoints
 from appkit.local.auth.endpoints.user import UserEndpoints
@@ -25,11 +28,12 @@ from appkit.local.auth.http import ExactRoutes, Handler, error_boundary
 from appkit.local.context import StackContext
 
 #: paths that answer without an API key
-OPEN_PATHS = ("/verify", "/callback", "/authorize", "/health", "/.well-known/jwks.json")
+OPEN_PATHS = ("/verify", "/callback", "/authorize", "/health", "/.well-known/jwks.json", "/sso/saml/acs",
+              "/sso/saml/metadata")
 
 
-class AuthService(InfoEndpoints, SessionEndpoints, UserEndpoints, OtpEndpoints, OAuthEndpoints, MfaEndpoints,
-                  AdminEndpoints):
+class AuthService(InfoEndpoints, SessionEndpoints, UserEndpoints, OtpEndpoints, IdentityEndpoints, MfaEndpoints,
+                  AdminEndpoints, OAuthClientEndpoints):
     """The endpoint families behind exact-path routing (a Starlette router for paths with
     parameters), each endpoint wrapped in the API-key check and the error boundary."""
 
@@ -55,6 +59,16 @@ class AuthService(InfoEndpoints, SessionEndpoints, UserEndpoints, OtpEndpoints, 
             ("/verify", self.verify_post, ["POST"]),
             ("/reauthenticate", self.reauthenticate, ["GET", "POST"]),
             ("/authorize", self.authorize, ["GET"]),
+            ("/user/identities/authorize", self.link_identity, ["GET"]),
+            ("/user/identities/{identity_id}", self.unlink_identity, ["DELETE"]),
+            ("/sso", self.sso, ["POST"]),
+            ("/sso/saml/metadata", self.sso, ["GET"]),
+            ("/sso/saml/acs", self.sso, ["POST"]),
+            ("/admin/oauth/clients", self.oauth_clients, ["GET", "POST"]),
+            ("/admin/oauth/clients/{client_id}", self.oauth_client, ["GET", "PUT", "DELETE"]),
+            ("/admin/oauth/clients/{client_id}/regenerate_secret", self.oauth_client_regenerate_secret, ["POST"]),
+            ("/admin/sso/providers", self.admin_sso_providers, ["GET", "POST"]),
+            ("/admin/sso/providers/{idp_id}", self.admin_sso_provider, ["GET", "PUT", "DELETE"]),
             ("/callback", self.callback, ["GET", "POST"]),
             ("/factors", self.factor_enroll, ["POST"]),
             ("/factors/{factor_id}/challenge", self.factor_challenge, ["POST"]),
@@ -89,6 +103,7 @@ class AuthService(InfoEndpoints, SessionEndpoints, UserEndpoints, OtpEndpoints, 
 
     async def shutdown(self) -> None:
         self._pool = None
+        await self.tokens.hooks.close()
 
 
 def create_service(ctx: StackContext) -> AuthService:

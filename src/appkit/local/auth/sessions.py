@@ -15,6 +15,7 @@ from psycopg import AsyncRawCursor
 from psycopg.rows import dict_row
 
 from appkit.local.auth.errors import bad_request, forbidden
+from appkit.local.auth.hooks import Hooks, access_token_claims, metadata
 from appkit.local.auth.users import INSTANCE_ID, USER_COLS, USER_EXTRAS, USER_JSON_SQL, Conn, Row, is_banned, user_json
 from appkit.local.config import AuthConfig
 from appkit.local.keys import JWTKeys
@@ -97,12 +98,16 @@ _REFRESH_MANY_SQL = (
 class Tokens:
     """Sessions, refresh tokens and access tokens as GoTrue issues them."""
 
-    def __init__(self, cfg: AuthConfig, keys: JWTKeys, issuer: str) -> None:
+    def __init__(self, cfg: AuthConfig, keys: JWTKeys, issuer: str, hooks: Hooks | None = None) -> None:
         self.cfg = cfg
         self.keys = keys
         self.issuer = issuer
+        self.hooks = hooks or Hooks(cfg.hook)
 
-    def access_token(self, user: Row, session_id: str, aal: str, amr: list[dict[str, Any]]) -> tuple[str, int]:
+    async def access_token(self, conn: Conn, user: Row, session_id: str, aal: str, amr: list[dict[str, Any]],
+                           method: str, ip: str | None = None) -> tuple[str, int]:
+        """The signed access token and its ``exp``; the custom_access_token hook, when enabled,
+        replaces the claims (GoTrue's payload, and GoTrue's checks of what it answers)."""
         now = int(time.time())
         exp = now + self.cfg.jwt_expiry
         claims = {
@@ -112,11 +117,18 @@ class Tokens:
             "role": user["role"] or "authenticated", "aal": aal, "amr": amr, "session_id": session_id,
             "is_anonymous": bool(user["is_anonymous"]),
         }
+        if self.hooks.enabled("custom_access_token"):
+            answer = await self.hooks.invoke("custom_access_token", {
+                "metadata": metadata("custom_access_token", ip), "user_id": str(user["id"]), "claims": claims,
+                "authentication_method": method,
+            }, conn)
+            claims = access_token_claims(answer)
+            return self.keys.sign(claims), exp
         return sign(self.keys, claims), exp
 
-    def session_json(self, user: Row, session_id: str, aal: str, amr: list[dict[str, Any]],
-                     refresh_token: str) -> dict[str, Any]:
-        token, exp = self.access_token(user, session_id, aal, amr)
+    async def session_json(self, conn: Conn, user: Row, session_id: str, aal: str, amr: list[dict[str, Any]],
+                           refresh_token: str, method: str, ip: str | None = None) -> dict[str, Any]:
+        token, exp = await self.access_token(conn, user, session_id, aal, amr, method, ip)
         return {"access_token": token, "token_type": "bearer", "expires_in": self.cfg.jwt_expiry,
                 "expires_at": exp, "refresh_token": refresh_token, "user": user_json(user)}
 
@@ -142,7 +154,7 @@ class Tokens:
             fresh = await cur.fetchone()
         assert fresh is not None
         amr = [{"method": method, "timestamp": int(time.time())}]
-        return self.session_json(fresh, session_id, "aal1", amr, refresh)
+        return await self.session_json(conn, fresh, session_id, "aal1", amr, refresh, method, ip)
 
     async def session_amr(self, conn: Conn, session_id: str) -> tuple[str, list[dict[str, Any]]]:
         cur = await conn.execute(
@@ -162,6 +174,8 @@ class Tokens:
         answer is the session JSON, with the user rendered by Postgres. None for a token where
         anything else applies (revoked, unknown, banned, expired, or the same token twice in
         ``tokens``): :meth:`refresh` then decides, after this statement has committed."""
+        if self.hooks.enabled("custom_access_token"):
+            return [None] * len(tokens)  # the hook runs per token, in :meth:`refresh`
         # each distinct token once (its position in ``unique``); a repeat is answered None
         slots: list[int | None] = []
         position: dict[str, int] = {}
@@ -242,7 +256,8 @@ class Tokens:
             if active[1] is not None and hmac.compare_digest(
                 str(active[1]).encode(), str(row["rt_token"]).encode()
             ):
-                return self.session_json(row, session_id, row["s_aal"] or "aal1", list(row["s_amr"]), active[0])
+                return await self.session_json(conn, row, session_id, row["s_aal"] or "aal1", list(row["s_amr"]),
+                                               active[0], "token_refresh")
         new = new_refresh_token()
         await conn.execute(
             "with r as (update auth.refresh_tokens set revoked = true, updated_at = now() where id = %s),"
@@ -251,9 +266,10 @@ class Tokens:
             " update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now() where id = %s",
             (row["rt_id"], INSTANCE_ID, new, str(row["id"]), row["rt_token"], session_id, session_id),
         )
-        return self.session_json(row, session_id, row["s_aal"] or "aal1", list(row["s_amr"]), new)
+        return await self.session_json(conn, row, session_id, row["s_aal"] or "aal1", list(row["s_amr"]), new,
+                                       "token_refresh")
 
-    async def reissue(self, conn: Conn, user: Row, session_id: str) -> dict[str, Any]:
+    async def reissue(self, conn: Conn, user: Row, session_id: str, method: str = "mfa/totp") -> dict[str, Any]:
         """New access + refresh token for an existing session (after MFA verification)."""
         new = new_refresh_token()
         await conn.execute(
@@ -264,7 +280,7 @@ class Tokens:
             (session_id, INSTANCE_ID, new, str(user["id"]), session_id),
         )
         aal, amr = await self.session_amr(conn, session_id)
-        return self.session_json(user, session_id, aal, amr, new)
+        return await self.session_json(conn, user, session_id, aal, amr, new, method)
 
 
 REUSE_ERROR = ("refresh_token_already_used", "Invalid Refresh Token: Already Used")

@@ -89,6 +89,9 @@ class Built:
     where: list[str] = field(default_factory=list)
     where_uses_joins: bool = False
     order: list[str] = field(default_factory=list)
+    #: the plain (non-aggregate) select expressions, grouped by when ``aggregated``
+    group_by: list[str] = field(default_factory=list)
+    aggregated: bool = False
 
 
 _OPS = {
@@ -104,10 +107,13 @@ _INT_RE = re.compile(r"^-?\d+$")
 class ReadBuilder:
     """Builds SELECT lists, lateral joins for embedded resources, filters and ordering."""
 
-    def __init__(self, cache: SchemaCache, params: Params, queries: dict[tuple[str, ...], NodeQuery]) -> None:
+    def __init__(self, cache: SchemaCache, params: Params, queries: dict[tuple[str, ...], NodeQuery],
+                 *, aggregates: bool = False) -> None:
         self.cache = cache
         self.params = params
         self.queries = queries
+        #: ``pgrst.db_aggregates_enabled``: off, an aggregate is PostgREST's PGRST123
+        self.aggregates = aggregates
         self.used_paths: set[tuple[str, ...]] = set()
         self._n = 0
 
@@ -241,13 +247,21 @@ class ReadBuilder:
             if isinstance(item, SelectStar):
                 for name in source.columns:
                     out.selects.append((f"{ident(alias)}.{ident(name)}", name))
+                    out.group_by.append(f"{ident(alias)}.{ident(name)}")
+            elif isinstance(item, SelectField) and item.aggregate:
+                out.selects.append((self._aggregate_expr(item, source, alias, path), item.output_name))
+                out.aggregated = True
             elif isinstance(item, SelectField):
                 expr = self.field_expr(item.field, source, alias)
                 if item.cast:
                     expr = f"CAST({expr} AS {item.cast})"
                 out.selects.append((expr, item.output_name))
+                out.group_by.append(expr)
             else:
                 self._embed(source, item, path, alias, out, embeds_null, embed_rels)
+        if out.aggregated and out.joins:
+            raise RestError(400, "PGRST123", "Aggregates together with embedded resources are not supported by "
+                                            "the local stack")
         q = self.queries.get(path)
         if q is not None:
             for flt in q.filters:
@@ -258,6 +272,16 @@ class ReadBuilder:
             for term in q.order:
                 out.order.append(self.order_sql(term, source, alias, embed_rels))
         return out
+
+    def _aggregate_expr(self, item: SelectField, source: Source, alias: str, path: tuple[str, ...]) -> str:
+        if not self.aggregates:
+            raise RestError(400, "PGRST123", "Use of aggregate functions is not allowed")
+        if path:
+            raise RestError(400, "PGRST123", "Aggregates inside embedded resources are not supported by the "
+                                            "local stack")
+        arg = "*" if item.field.name == "*" else self.field_expr(item.field, source, alias)
+        expr = f"pg_catalog.{item.aggregate}({arg})"
+        return f"CAST({expr} AS {item.cast})" if item.cast else expr
 
     def order_sql(self, term: OrderTerm, source: Source, alias: str,
                   embed_rels: dict[str, tuple[Relationship, Table]]) -> str:
@@ -379,15 +403,17 @@ class ReadSQL:
 
 def read_sql(cache: SchemaCache, source: Source, plan: Plan, params: Params, *, kind: str, strip: bool,
              count: str | None, limit: int | None, offset: int, max_rows: int | None,
-             stream: bool = False) -> ReadSQL:
+             stream: bool = False, aggregates: bool = False) -> ReadSQL:
     """The one statement answering a read: Postgres builds the body (json_agg / csv)."""
-    rb = ReadBuilder(cache, params, plan.queries)
+    rb = ReadBuilder(cache, params, plan.queries, aggregates=aggregates)
     built = rb.build(source, plan.select, (), "t0")
     check_paths(rb)
     selects = ", ".join(f"{e} AS {ident(n)}" for e, n in built.selects)
     where = (" WHERE " + " AND ".join(built.where)) if built.where else ""
     joins = " ".join(built.joins)
     inner = f"SELECT {selects} FROM {source.from_clause('t0')} {joins}{where}"
+    if built.aggregated and built.group_by:
+        inner += " GROUP BY " + ", ".join(built.group_by)
     if built.order:
         inner += " ORDER BY " + ", ".join(built.order)
     if limit is not None:

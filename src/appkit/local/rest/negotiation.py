@@ -53,10 +53,37 @@ def singular_error(n: int) -> RestError:
                     details=f"The result contains {n} rows")
 
 
+PLAN_TYPES = ("application/vnd.pgrst.plan", "application/vnd.pgrst.plan+json", "application/vnd.pgrst.plan+text")
+PLAN_OPTIONS = ("analyze", "verbose", "settings", "buffers", "wal")
+
+
+def plan_request(accept: str) -> tuple[str, list[str]] | None:
+    """PostgREST's ``Accept: application/vnd.pgrst.plan[+json|+text]; options=a|b`` ->
+    (format, options), or None when no plan is asked for. Plans are of JSON reads
+    (``for="application/json"``)."""
+    for part in accept.split(","):
+        mt, _, params = part.strip().partition(";")
+        mt = mt.strip().lower()
+        if mt not in PLAN_TYPES:
+            continue
+        options: list[str] = []
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "options":
+                options = [o for o in value.strip().strip('"').lower().split("|") if o in PLAN_OPTIONS]
+            if key.strip().lower() == "for" and value.strip().strip('"').lower() not in (
+                    "application/json", "application/vnd.pgrst.array+json", ""):
+                return None  # a plan of another media type: not available here
+        return ("text" if mt.endswith("+text") else "json"), options
+    return None
+
+
 class Negotiation:
     """Reads the request's ``Accept`` and ``Prefer`` headers and the row limits."""
 
     max_rows: int
+    #: ``pgrst.db_plan_enabled``: plans may be asked for with ``Accept: application/vnd.pgrst.plan``
+    plan_enabled: bool
 
     def _accept(self, req: RestRequest, *, allow_openapi: bool = False) -> tuple[str, bool]:
         """-> (kind, strip_nulls) where kind is json | object | csv."""
@@ -75,6 +102,8 @@ class Negotiation:
                 return "csv", False
             if mt == "application/openapi+json" and allow_openapi:
                 return "json", False
+            if mt in PLAN_TYPES and self.plan_enabled and plan_request(part) is not None:
+                return "json", False  # the statement a plan is made of: the JSON read
         raise RestError(406, "PGRST107", f"None of these media types are available: {accept}")
 
     def _limits(self, req: RestRequest, plan: Plan) -> tuple[int | None, int]:

@@ -40,10 +40,15 @@ class SelectField:
     field: Field
     alias: str | None = None
     cast: str | None = None
+    #: PostgREST 12's aggregate (``amount.sum()``, ``count()``): its result is named after
+    #: the function unless aliased; ``cast`` then applies to the result
+    aggregate: str | None = None
 
     @property
     def output_name(self) -> str:
-        return self.alias or self.field.output_name
+        if self.alias:
+            return self.alias
+        return self.aggregate or self.field.output_name
 
 
 @dataclass
@@ -220,6 +225,9 @@ def _select_item(sc: _Scanner, depth: int) -> SelectItem:
         sc.i += 1
         alias = first
         first = sc.name()
+    if first == "count" and sc.peek(2) == "()":  # count() of the rows, not an embedded "count"
+        sc.i += 2
+        return SelectField(Field("*"), alias, _cast(sc), "count")
     embed = _embed_rest(sc, first, alias, depth)
     if embed is not None:
         return embed
@@ -229,20 +237,25 @@ def _select_item(sc: _Scanner, depth: int) -> SelectItem:
         sc.i += len(op)
         f.json_path.append((op, sc.name()))
     if sc.peek() == ".":
-        m = re.match(r"\.(\w+)\(", sc.s[sc.i:])
+        m = re.match(r"\.(\w+)\(\)", sc.s[sc.i:])
         if m and m.group(1) in AGGREGATES:
-            raise RestError(400, "PGRST123", "Use of aggregate functions is not allowed")
+            sc.i += m.end()
+            return SelectField(f, alias, _cast(sc), m.group(1))
         raise sc.error("unexpected '.'")
-    cast: str | None = None
-    if sc.peek(2) == "::":
-        sc.i += 2
-        start = sc.i
-        while not sc.eof() and sc.s[sc.i] not in ",()":
-            sc.i += 1
-        cast = sc.s[start:sc.i].strip()
-        if not CAST_RE.match(cast):
-            raise sc.error(f"invalid cast {cast!r}")
-    return SelectField(f, alias, cast)
+    return SelectField(f, alias, _cast(sc))
+
+
+def _cast(sc: _Scanner) -> str | None:
+    if sc.peek(2) != "::":
+        return None
+    sc.i += 2
+    start = sc.i
+    while not sc.eof() and sc.s[sc.i] not in ",()":
+        sc.i += 1
+    cast = sc.s[start:sc.i].strip()
+    if not CAST_RE.match(cast):
+        raise sc.error(f"invalid cast {cast!r}")
+    return cast
 
 
 def _embed_rest(sc: _Scanner, name: str, alias: str | None, depth: int) -> SelectEmbed | None:

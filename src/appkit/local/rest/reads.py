@@ -19,7 +19,7 @@ from appkit.local.rest.builder import (
 from appkit.local.rest.errors import RestError, from_pg
 from appkit.local.rest.executor import SETUP_SQL, Executor, RestCaller, roll_back
 from appkit.local.rest.http import JSON_CT, RestRequest, RestResponse, Streamer, send_error
-from appkit.local.rest.negotiation import Negotiation, apply_response_gucs, singular_error
+from appkit.local.rest.negotiation import Negotiation, apply_response_gucs, plan_request, singular_error
 from appkit.local.rest.parser import (
     Prefer,
     query_pairs,
@@ -73,6 +73,7 @@ class Reads(Executor, Negotiation):
     """GET and HEAD on tables and views."""
 
     _read_plans: dict[Any, tuple[ReadPlan, list[str], list[str]]]
+    aggregates_enabled: bool
 
     def _plan_read(self, req: RestRequest, cache: SchemaCache, source: Source, plan: Plan | None,
                    params: Params | None, pairs: list[tuple[str, str]] | None = None) -> ReadPlan:
@@ -90,10 +91,11 @@ class Reads(Executor, Negotiation):
             sparams = Params()
             sparams.values = dict(params.values)
             stream_rs = read_sql(cache, source, plan, sparams, kind=kind, strip=strip, count=None, limit=limit,
-                                 offset=offset, max_rows=self.max_rows, stream=True)
+                                 offset=offset, max_rows=self.max_rows, stream=True,
+                                 aggregates=self.aggregates_enabled)
             limit = STREAM_ROWS + 1
         rs = read_sql(cache, source, plan, params, kind=kind, strip=strip, count=prefer.count, limit=limit,
-                      offset=offset, max_rows=self.max_rows)
+                      offset=offset, max_rows=self.max_rows, aggregates=self.aggregates_enabled)
         return ReadPlan(rs, prefer, kind, strip, offset, stream_rs)
 
     def _plan_table_read(self, req: RestRequest, cache: SchemaCache, schema: str, source: Source) -> ReadPlan:
@@ -142,6 +144,9 @@ class Reads(Executor, Negotiation):
             rp = self._plan_read(req, cache, source, plan, params)
         rs, prefer, kind, strip, offset = rp.rs, rp.prefer, rp.kind, rp.strip, rp.offset
         read_only = req.method in ("GET", "HEAD")
+        asked = plan_request(req.headers.get("accept", "")) if self.plan_enabled else None
+        if asked is not None:
+            return await self._explain(req, caller, schema, rs, *asked)
 
         def check(row: tuple[Any, ...] | None, _: int) -> None:
             if kind == "object" and row is not None and row[1] != 1:
@@ -225,6 +230,31 @@ class Reads(Executor, Negotiation):
                     raise
 
         return run
+
+    async def _explain(self, req: RestRequest, caller: RestCaller, schema: str, rs: ReadSQL, fmt: str,
+                       options: list[str]) -> RestResponse:
+        """PostgREST's execution plan of the read (``pgrst.db_plan_enabled``): EXPLAIN with the
+        asked options, as the caller (RLS applies), in a transaction that is rolled back."""
+        assert self.pool is not None
+        flags = ", ".join([f"FORMAT {fmt.upper()}", *(o.upper() for o in options)])
+        async with self.pool.connection() as conn:
+            try:
+                await conn.execute(b"BEGIN READ ONLY")
+                await conn.execute(SETUP_SQL, self._setup_params(req, caller, schema))
+                cur = await conn.execute(f"EXPLAIN ({flags}) {rs.sql}", rs.params)
+                rows = await cur.fetchall()
+            except psycopg.Error as exc:
+                await roll_back(conn)
+                raise from_pg(exc, anon=caller.anon) from None
+            await roll_back(conn)
+        if fmt == "json":
+            value = rows[0][0]
+            body = (value if isinstance(value, str) else json.dumps(value)).encode()
+        else:
+            body = "\n".join(str(r[0]) for r in rows).encode()
+        opts = f"; options={'|'.join(options)}" if options else ""
+        ct = f'application/vnd.pgrst.plan+{fmt}; for="application/json"{opts}; charset=utf-8'.encode()
+        return RestResponse(200, body, {}, ct)
 
     async def _planned_count(self, req: RestRequest, caller: RestCaller, schema: str, query: str,
                              params: dict[str, Any]) -> int | None:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -443,13 +443,33 @@ def _build_relationships(
                 ))
 
 
+#: the NOTIFY pgrst payloads that reload (PostgREST's "reload schema" and "reload config")
+_RELOADS = ("reload schema", "reload config", "")
+
+
+async def load_db_config(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
+    """The ``pgrst.*`` settings given to the authenticator role (``alter role authenticator set
+    pgrst.db_aggregates_enabled = 'true'``), a database-specific one over an all-database one."""
+    cur = await conn.execute(
+        "select split_part(kv, '=', 1), substr(kv, strpos(kv, '=') + 1)"
+        " from pg_catalog.pg_db_role_setting s, unnest(s.setconfig) as kv"
+        " where s.setrole = (select oid from pg_catalog.pg_roles where rolname = current_user)"
+        " and s.setdatabase in (0, (select oid from pg_catalog.pg_database where datname = current_database()))"
+        " and kv like 'pgrst.%' order by s.setdatabase")
+    return {str(k): str(v) for k, v in await cur.fetchall()}
+
+
 class SchemaWatcher:
     """Keeps a :class:`SchemaCache` fresh: LISTEN pgrst on a dedicated connection that
     reconnects when dropped (and reloads on every reconnect)."""
 
-    def __init__(self, conninfo: str, schemas: list[str]) -> None:
+    def __init__(self, conninfo: str, schemas: list[str],
+                 on_config: Callable[[dict[str, str]], None] | None = None) -> None:
         self.conninfo = conninfo
         self.schemas = schemas
+        self.on_config = on_config
+        #: the ``pgrst.*`` settings of the authenticator role (PostgREST's in-database config)
+        self.db_config: dict[str, str] = {}
         self.cache: SchemaCache | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -467,8 +487,13 @@ class SchemaWatcher:
         await cancel_and_wait(self._task)
 
     async def reload(self) -> None:
+        """Reload the in-database config and the schema cache (a new version: cached plans built
+        under the old settings are not reused)."""
         self._version += 1
         async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+            self.db_config = await load_db_config(conn)
+            if self.on_config is not None:
+                self.on_config(self.db_config)
             self.cache = await load_schema(conn, self.schemas, self._version)
         self._ready.set()
 
@@ -486,10 +511,10 @@ class SchemaWatcher:
                     while not self._stopping:
                         reload = False
                         async for note in conn.notifies(stop_after=1):
-                            reload = reload or note.payload in ("reload schema", "")
+                            reload = reload or note.payload in _RELOADS
                         # coalesce bursts (a migration sends many notifications)
                         async for note in conn.notifies(timeout=0.02):
-                            reload = reload or note.payload in ("reload schema", "")
+                            reload = reload or note.payload in _RELOADS
                         if reload:
                             await self.reload()
             except asyncio.CancelledError:

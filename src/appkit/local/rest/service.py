@@ -42,14 +42,27 @@ class RestService(Rpc, Writes):
         api = ctx.config.api
         self.schemas = list(api.schemas)
         self.extra_search_path = list(api.extra_search_path)
+        self._file_max_rows = api.max_rows
         self.max_rows = api.max_rows
+        self.aggregates_enabled = False
+        self.plan_enabled = False
         self.anon_role = "anon"
         self.pool: ConnectionLease | None = None
-        self.watcher = SchemaWatcher(ctx.conninfo("authenticator"), self.schemas)
+        self.watcher = SchemaWatcher(ctx.conninfo("authenticator"), self.schemas, on_config=self.apply_db_config)
         self._search_paths: dict[str, str] = {}
         self._read_plans: dict[Any, tuple[ReadPlan, list[str], list[str]]] = {}
         self._headers_cache: dict[tuple[tuple[str, str], ...], str] = {}
         self.app: ASGIApp = self
+
+    def apply_db_config(self, settings: dict[str, str]) -> None:
+        """PostgREST's in-database configuration (``pgrst.*`` on the authenticator role, read
+        at start and on ``NOTIFY pgrst, 'reload config'``): ``db_aggregates_enabled``,
+        ``db_plan_enabled`` and ``db_max_rows`` (over ``[api] max_rows``)."""
+        self.aggregates_enabled = _truthy(settings.get("pgrst.db_aggregates_enabled"))
+        self.plan_enabled = _truthy(settings.get("pgrst.db_plan_enabled"))
+        raw = settings.get("pgrst.db_max_rows", "").strip()
+        self.max_rows = int(raw) if raw.isdigit() and int(raw) > 0 else self._file_max_rows
+        self._read_plans.clear()
 
     async def startup(self) -> None:
         pool: AsyncConnectionPool = await self.ctx.pool(
@@ -196,3 +209,8 @@ class RestService(Rpc, Writes):
 
 def create_service(ctx: StackContext) -> RestService:
     return RestService(ctx)
+
+
+def _truthy(value: str | None) -> bool:
+    """PostgREST's boolean settings: true/on/yes/1 (any case)."""
+    return (value or "").strip().lower() in ("true", "on", "yes", "1")

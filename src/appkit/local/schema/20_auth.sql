@@ -286,13 +286,34 @@ create or replace function auth.jwt() returns jsonb language sql stable as $$
   )::jsonb
 $$;
 
+-- The OAuth 2.1 server's clients (GoTrue's auth.oauth_clients): only the auth service uses it.
+create table if not exists auth.oauth_clients (
+  id uuid not null primary key,
+  client_secret_hash text,
+  registration_type text not null check (registration_type in ('dynamic', 'manual')),
+  redirect_uris text[] not null,
+  grant_types text[] not null,
+  client_name text check (char_length(client_name) <= 1024),
+  client_uri text check (char_length(client_uri) <= 2048),
+  logo_uri text check (char_length(logo_uri) <= 2048),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  deleted_at timestamptz,
+  client_type text not null default 'confidential' check (client_type in ('public', 'confidential')),
+  token_endpoint_auth_method text not null
+    check (token_endpoint_auth_method in ('none', 'client_secret_basic', 'client_secret_post'))
+);
+create index if not exists oauth_clients_created_at_idx on auth.oauth_clients (created_at desc)
+  where deleted_at is null;
+alter table auth.oauth_clients enable row level security;
+
 do $$
 declare
   t text;
 begin
   foreach t in array array['users', 'identities', 'sessions', 'refresh_tokens', 'mfa_factors', 'mfa_challenges',
     'mfa_amr_claims', 'audit_log_entries', 'flow_state', 'one_time_tokens', 'instances', 'schema_migrations',
-    'sso_providers', 'sso_domains', 'saml_providers', 'saml_relay_states']
+    'sso_providers', 'sso_domains', 'saml_providers', 'saml_relay_states', 'oauth_clients']
   loop
     execute format('alter table auth.%I owner to supabase_auth_admin', t);
   end loop;

@@ -204,9 +204,18 @@ def http_date(ts: float) -> str:
     return formatdate(ts, usegmt=True)
 
 
-def content_disposition(filename: str) -> str:
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+#: the characters JavaScript's encodeURIComponent leaves as they are (besides letters and digits)
+_URI_COMPONENT_SAFE = "-_.!~*'()"
+
+
+def content_disposition(download: str) -> str:
+    """Supabase Storage's header for ``?download[=name]``: ``attachment;`` for a bare
+    ``?download``, else the name encodeURIComponent-encoded in both ``filename`` (unquoted)
+    and ``filename*``."""
+    if download == "":
+        return "attachment;"
+    encoded = quote(download, safe=_URI_COMPONENT_SAFE)
+    return f"attachment; filename={encoded}; filename*=UTF-8''{encoded}"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -113,14 +113,25 @@ class Listing(StorageBase):
             entries += """
               select name as k, false as folder, id, updated_at, created_at, last_accessed_at, metadata from m
             )"""
+        # Supabase Storage's shapes: with a delimiter, search_v2's rows (``key`` = the name's
+        # segment at the prefix's depth, folders with null columns); without, the objects' own
+        # columns and no ``key``
+        if delimited:
+            object_json = ("json_build_object('key', split_part(k, '/', %(lv)s), 'name', k, 'id', id,"
+                           " 'updated_at', updated_at, 'created_at', created_at,"
+                           " 'last_accessed_at', last_accessed_at, 'metadata', metadata)")
+        else:
+            object_json = ("json_build_object('id', id, 'name', k, 'metadata', metadata, 'updated_at', updated_at,"
+                           " 'created_at', created_at, 'last_accessed_at', last_accessed_at)")
+        params["lv"] = len(prefix.split("/"))
         query = entries + f"""
             select count(*) > %(lim)s as has_next,
                    max(k) filter (where rn = %(lim)s) as last_key,
-                   coalesce(json_agg(json_build_object('key', k, 'name', k) order by rn)
+                   coalesce(json_agg(json_build_object('key', split_part(k, '/', %(lv)s), 'name', k, 'id', null,
+                              'updated_at', null, 'created_at', null, 'last_accessed_at', null, 'metadata', null)
+                              order by rn)
                             filter (where folder and rn <= %(lim)s), '[]'::json)::text as folders,
-                   coalesce(json_agg(json_build_object(
-                              'id', id, 'key', k, 'name', k, 'updated_at', updated_at, 'created_at', created_at,
-                              'last_accessed_at', last_accessed_at, 'metadata', metadata) order by rn)
+                   coalesce(json_agg({object_json} order by rn)
                             filter (where not folder and rn <= %(lim)s), '[]'::json)::text as objects
             from (
               select p.*, row_number() over () as rn from (

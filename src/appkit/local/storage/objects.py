@@ -188,7 +188,7 @@ class Objects(StorageBase):
             }
             download = request.query_params.get("download")
             if download is not None:
-                headers["Content-Disposition"] = content_disposition(download or row["name"].rsplit("/", 1)[-1])
+                headers["Content-Disposition"] = content_disposition(download)
             if request.headers.get("if-none-match") == etag:
                 os.close(fd)
                 return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})

@@ -281,7 +281,8 @@ class AdminEndpoints(EndpointBase):
             if user is not None and user["email_confirmed_at"] is not None:
                 raise unprocessable("email_exists", "A user with this email address has already been registered")
             if user is None:
-                uid = await insert_user(conn, email=email, user_metadata=data, invited=True)
+                new_id = await self._before_user_created(conn, req.ip, email=email, user_metadata=data)
+                uid = await insert_user(conn, user_id=new_id, email=email, user_metadata=data, invited=True)
             else:
                 uid = str(user["id"])
                 await conn.execute("update auth.users set invited_at = now(), updated_at = now() where id = %s",
@@ -323,8 +324,9 @@ class AdminEndpoints(EndpointBase):
                 if user is not None and user["email_confirmed_at"] is not None:
                     raise unprocessable("email_exists", "A user with this email address has already been registered")
                 if user is None:
-                    uid = await insert_user(conn, email=email, password_hash=hashed, user_metadata=data,
-                                                 invited=kind == "invite")
+                    new_id = await self._before_user_created(conn, req.ip, email=email, user_metadata=data)
+                    uid = await insert_user(conn, user_id=new_id, email=email, password_hash=hashed,
+                                            user_metadata=data, invited=kind == "invite")
                     user = await user_by_id(conn, uid)
                 elif kind == "invite":
                     await conn.execute("update auth.users set invited_at = now() where id = %s", (user["id"],))

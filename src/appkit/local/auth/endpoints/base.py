@@ -3,6 +3,8 @@ sending one-time codes."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -11,13 +13,14 @@ from psycopg_pool import AsyncConnectionPool
 from appkit.local.auth import mail
 from appkit.local.auth.errors import GoTrueError, forbidden
 from appkit.local.auth.guards import Guards
+from appkit.local.auth.hooks import metadata
 from appkit.local.auth.http import AuthRequest
 from appkit.local.auth.inputs import get_str, redirect_allowed
 from appkit.local.auth.otp import new_otp, store_otp, verify_link
 from appkit.local.auth.passwords import Hasher
 from appkit.local.auth.ratelimit import parse_duration
 from appkit.local.auth.sessions import Tokens
-from appkit.local.auth.users import USER_COLS, USER_EXTRAS, Conn, Row
+from appkit.local.auth.users import USER_COLS, USER_EXTRAS, Conn, Row, user_json
 from appkit.local.context import StackContext
 
 
@@ -60,6 +63,24 @@ class EndpointBase(Guards):
         req.claims = claims
         return claims, user
 
+    async def _before_user_created(self, conn: Conn, ip: str | None, *, email: str | None = None,
+                                   phone: str | None = None, user_metadata: dict[str, Any] | None = None,
+                                   is_anonymous: bool = False) -> str:
+        """The new user's id, after GoTrue's before_user_created hook (when enabled) saw the
+        user about to be created (``{"metadata", "user"}``); a hook error refuses the sign-up."""
+        uid = str(uuid.uuid4())
+        if not self.tokens.hooks.enabled("before_user_created"):
+            return uid
+        now = datetime.now(UTC).isoformat()
+        providers = ["anonymous"] if is_anonymous else [p for p, v in (("email", email), ("phone", phone)) if v]
+        user = {"id": uid, "aud": "authenticated", "role": "authenticated", "email": email or "",
+                "phone": phone or "", "app_metadata": {"provider": providers[0], "providers": providers}
+                if providers else {}, "user_metadata": user_metadata or {}, "identities": [],
+                "created_at": now, "updated_at": now, "is_anonymous": is_anonymous}
+        await self.tokens.hooks.invoke("before_user_created",
+                                       {"metadata": metadata("before_user_created", ip), "user": user}, conn)
+        return uid
+
     def _redirect_to(self, req: AuthRequest) -> str:
         return redirect_allowed(self.cfg, req.query.get("redirect_to") or get_str(req.body, "redirect_to"))
 
@@ -84,6 +105,18 @@ class EndpointBase(Guards):
         digest = await store_otp(conn, str(user["id"]), token_type, recipient, otp)
         link = None
         target = redirect_to or self.cfg.site_url
+        hook = "send_email" if channel == "email" else "send_sms"
+        if self.tokens.hooks.enabled(hook):  # GoTrue hands the message to the hook instead of sending it
+            payload: dict[str, Any] = {"metadata": metadata(hook, None), "user": user_json(user)}
+            if channel == "email":
+                payload["email_data"] = {
+                    "token": otp, "token_hash": digest, "redirect_to": target, "email_action_type": kind,
+                    "site_url": self.cfg.site_url, "token_new": "", "token_hash_new": "",
+                    "old_email": "", "old_phone": "", "provider": "", "factor_type": ""}
+            else:
+                payload["sms"] = {"otp": otp, "phone": recipient}
+            await self.tokens.hooks.invoke(hook, payload, conn)
+            return digest
         if channel == "email" and kind != "reauthentication":
             link = verify_link(self.issuer, digest, kind, target, pkce)
         await mail.capture(conn, channel=channel, recipient=recipient, kind=kind, otp=otp, link=link,

@@ -19,6 +19,7 @@ from appkit.local.auth.errors import (
     unprocessable,
 )
 from appkit.local.auth.factors import delete_factor, fetch_factor
+from appkit.local.auth.hooks import metadata
 from appkit.local.auth.http import AuthRequest, ok
 from appkit.local.auth.inputs import get_str, is_uuid, validate_phone
 from appkit.local.auth.otp import new_otp, token_hash
@@ -121,6 +122,18 @@ class MfaEndpoints(EndpointBase):
                     "mfa_verification_failed",
                     "Invalid TOTP code entered" if factor["factor_type"] == "totp" else "Invalid MFA Phone code"
                     " entered")
+                if self.tokens.hooks.enabled("mfa_verification_attempt"):
+                    # GoTrue: a "reject" decision signs the user out and answers 403 (committed here:
+                    # the failure is raised after this transaction)
+                    answer = await self.tokens.hooks.invoke("mfa_verification_attempt", {
+                        "metadata": metadata("mfa_verification_attempt", req.ip), "user_id": str(user["id"]),
+                        "factor_id": str(factor["id"]), "factor_type": factor["factor_type"], "valid": valid,
+                    }, conn)
+                    if answer.get("decision") == "reject":
+                        await conn.execute("delete from auth.sessions where user_id = %s", (user["id"],))
+                        message = answer.get("message")
+                        failure = forbidden("mfa_verification_rejected", message if isinstance(message, str)
+                                            and message else "Further MFA verification attempts will be rejected.")
             if failure is None:
                 sid = claims.get("session_id")
                 await conn.execute("update auth.mfa_challenges set verified_at = now() where id = %s",
@@ -140,7 +153,8 @@ class MfaEndpoints(EndpointBase):
                 )
                 fresh = await user_by_id(conn, str(user["id"]))
                 assert fresh is not None
-                session = await self.tokens.reissue(conn, fresh, str(sid))
+                session = await self.tokens.reissue(conn, fresh, str(sid),
+                                                    "mfa/totp" if factor["factor_type"] == "totp" else "mfa/phone")
                 await audit(conn, "verification_attempted", fresh, req.ip, factor_id=factor_id)
         if failure is not None:
             raise failure

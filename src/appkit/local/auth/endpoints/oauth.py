@@ -20,6 +20,11 @@ class OAuthEndpoints(EndpointBase):
     """The OAuth redirect endpoints."""
 
     async def authorize(self, req: AuthRequest) -> Response:
+        return RedirectResponse(await self._provider_url(req), status_code=302)
+
+    async def _provider_url(self, req: AuthRequest, linking_target: str | None = None) -> str:
+        """The provider's authorization URL (GoTrue's GetExternalProviderRedirectURL); with
+        ``linking_target`` the state names the user the identity is to be linked to."""
         provider = req.query.get("provider", "")
         if not provider:
             raise bad_request("validation_failed", "Unsupported provider: provider is required")
@@ -42,14 +47,16 @@ class OAuthEndpoints(EndpointBase):
             assert pkce is not None
             async with self.pool.connection() as conn, conn.transaction():
                 flow_id = await create_flow_state(conn, None, pkce, provider, "oauth")
-        state = pyjwt.encode({"exp": int(time.time()) + 300, "provider": provider, "referrer": redirect,
-                              "flow_state_id": flow_id or "", "site_url": self.cfg.site_url},
-                             self.keys.secret, algorithm="HS256")
+        state_claims = {"exp": int(time.time()) + 300, "provider": provider, "referrer": redirect,
+                        "flow_state_id": flow_id or "", "site_url": self.cfg.site_url}
+        if linking_target is not None:
+            state_claims["linking_target_id"] = linking_target
+        state = pyjwt.encode(state_claims, self.keys.secret, algorithm="HS256")
         scopes = " ".join(s for s in (default_scopes, req.query.get("scopes", "")) if s)
         params = {"client_id": str(conf.get("client_id") or ""),
                   "redirect_uri": str(conf.get("redirect_uri") or f"{self.issuer}/callback"),
                   "response_type": "code", "scope": scopes, "state": state}
-        return RedirectResponse(f"{auth_url}?{urlencode(params)}", status_code=302)
+        return f"{auth_url}?{urlencode(params)}"
 
     async def callback(self, req: AuthRequest) -> Response:
         state = req.query.get("state", "")

@@ -80,7 +80,10 @@ class OtpEndpoints(EndpointBase):
                     raise unprocessable("email_provider_disabled", "Email signups are disabled")
                 if phone and not self.cfg.sms.enable_signup:
                     raise unprocessable("phone_provider_disabled", "Phone signups are disabled")
-                uid = await insert_user(conn, email=email or None, phone=phone or None, user_metadata=data)
+                new_id = await self._before_user_created(conn, req.ip, email=email or None, phone=phone or None,
+                                                         user_metadata=data)
+                uid = await insert_user(conn, user_id=new_id, email=email or None, phone=phone or None,
+                                        user_metadata=data)
                 user = await user_by_id(conn, uid)
                 assert user is not None
                 created = True

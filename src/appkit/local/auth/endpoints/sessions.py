@@ -21,12 +21,22 @@ from appkit.local.auth.errors import (
     not_found,
     unprocessable,
 )
+from appkit.local.auth.hooks import metadata
 from appkit.local.auth.http import AuthRequest, ok
 from appkit.local.auth.inputs import get_obj, get_str, validate_email, validate_phone
 from appkit.local.auth.otp import create_flow_state, pkce_matches, pkce_params
 from appkit.local.auth.passwords import check_strength
 from appkit.local.auth.sessions import REUSE_ERROR
-from appkit.local.auth.users import audit, insert_user, is_banned, user_by_email, user_by_id, user_by_phone, user_json
+from appkit.local.auth.users import (
+    Row,
+    audit,
+    insert_user,
+    is_banned,
+    user_by_email,
+    user_by_id,
+    user_by_phone,
+    user_json,
+)
 
 log = logging.getLogger("appkit.local.auth")
 
@@ -90,9 +100,12 @@ class SessionEndpoints(EndpointBase):
                     (hashed, json.dumps(data), user["id"]),
                 )
             else:
-                uid = await insert_user(conn, email=email or None, phone=phone or None, password_hash=hashed,
-                                             user_metadata=data, email_confirmed=bool(email) and autoconfirm,
-                                             phone_confirmed=bool(phone) and autoconfirm)
+                new_id = await self._before_user_created(conn, req.ip, email=email or None, phone=phone or None,
+                                                         user_metadata=data)
+                uid = await insert_user(conn, user_id=new_id, email=email or None, phone=phone or None,
+                                        password_hash=hashed, user_metadata=data,
+                                        email_confirmed=bool(email) and autoconfirm,
+                                        phone_confirmed=bool(phone) and autoconfirm)
                 created_user = await user_by_id(conn, uid)
                 assert created_user is not None
                 user = created_user
@@ -118,7 +131,8 @@ class SessionEndpoints(EndpointBase):
             raise unprocessable("anonymous_provider_disabled", "Anonymous sign-ins are disabled")
         self._ip_limit(req, "anonymous_users")
         async with self.pool.connection() as conn, conn.transaction():
-            uid = await insert_user(conn, user_metadata=data, is_anonymous=True)
+            new_id = await self._before_user_created(conn, req.ip, user_metadata=data, is_anonymous=True)
+            uid = await insert_user(conn, user_id=new_id, user_metadata=data, is_anonymous=True)
             user = await user_by_id(conn, uid)
             assert user is not None
             await audit(conn, "user_signedup", user, req.ip, provider="anonymous")
@@ -137,6 +151,23 @@ class SessionEndpoints(EndpointBase):
             raise bad_request("provider_disabled", "Sign in with an ID token needs an OAuth provider; the local"
                               " stack cannot verify provider ID tokens")
         raise OAuthError("unsupported_grant_type", "")
+
+    async def _password_hook(self, req: AuthRequest, user: Row, valid: bool) -> None:
+        """GoTrue's password_verification_attempt hook: ``{"decision": "reject"}`` refuses the
+        sign-in (400 invalid_credentials, its message), signing the user out everywhere when
+        ``should_logout_user``."""
+        async with self.pool.connection() as conn, conn.transaction():
+            answer = await self.tokens.hooks.invoke("password_verification_attempt", {
+                "metadata": metadata("password_verification_attempt", req.ip), "user_id": str(user["id"]),
+                "valid": valid,
+            }, conn)
+            if answer.get("decision") != "reject":
+                return
+            if answer.get("should_logout_user") is True:
+                await conn.execute("delete from auth.sessions where user_id = %s", (user["id"],))
+        message = answer.get("message")
+        raise bad_request("invalid_credentials", message if isinstance(message, str) and message
+                          else "Further password verification attempts will be rejected.")
 
     async def _password_grant(self, req: AuthRequest) -> Response:
         self._ip_limit(req, "sign_in_sign_ups")
@@ -157,11 +188,16 @@ class SessionEndpoints(EndpointBase):
                     user = None
         hashed = user["encrypted_password"] if user is not None else None
         valid = await self.hasher.check(password, hashed)
-        if user is None or not valid:
+        if user is None:
             raise bad_request("invalid_credentials", "Invalid login credentials")
-        await self.hasher.upgrade(self.pool, user["id"], password, hashed)
-        if is_banned(user):
+        if is_banned(user):  # GoTrue refuses a banned user before checking the password
             raise bad_request("user_banned", "User is banned")
+        if valid:
+            await self.hasher.upgrade(self.pool, user["id"], password, hashed)
+        if self.tokens.hooks.enabled("password_verification_attempt"):
+            await self._password_hook(req, user, valid)
+        if not valid:
+            raise bad_request("invalid_credentials", "Invalid login credentials")
         if email and user["email_confirmed_at"] is None and self.cfg.email.enable_confirmations:
             raise bad_request("email_not_confirmed", "Email not confirmed")
         if phone and user["phone_confirmed_at"] is None and self.cfg.sms.enable_confirmations:
