@@ -296,6 +296,13 @@ class RealtimeService:
             Route("/api/ping", self.ping, methods=["GET"]),
         ])
 
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        """Gauges for ``/metrics``: name -> (description, value)."""
+        return {
+            "connections": ("Open realtime WebSocket connections", len(self.connections)),
+            "channels": ("Channels joined over all connections", sum(len(c.channels) for c in self.connections)),
+        }
+
     # -- lifecycle -------------------------------------------------------------------
     async def startup(self) -> None:
         self._pool = await self.ctx.pool("realtime", max_size=6)
