@@ -12,7 +12,7 @@ import psycopg
 from starlette.responses import Response
 
 from appkit.local.auth.batch import Coalescer
-from appkit.local.auth.endpoints.base import EndpointBase
+from appkit.local.auth.endpoints.base import EndpointBase, durable
 from appkit.local.auth.errors import (
     ApiError,
     OAuthError,
@@ -238,6 +238,7 @@ class SessionEndpoints(EndpointBase):
         if scope not in ("global", "local", "others"):
             raise bad_request("validation_failed", "Unsupported logout scope \"" + scope + "\"")
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             claims, user = await self._current(req, conn)
             sid = claims.get("session_id")
             if scope == "local" and sid:
