@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psutil
@@ -149,10 +148,12 @@ def test_admin_user_creations_survive_a_crash(crash_stack: StackHandle) -> None:
     assert missing == [], f"{len(missing)} of {len(ids)} acknowledged creations were lost"
 
 
-def test_a_session_a_sign_in_made_is_revocable_after_a_crash(crash_stack: StackHandle, tmp_path: Path) -> None:
-    """The fast path stays for sign-ins: a session lost to a crash is not an error, the user signs in again."""
+def test_a_sign_up_survives_a_crash_and_the_user_signs_in_again(crash_stack: StackHandle) -> None:
+    """Sign-ups are durable; sign-ins keep the fast path: a session lost to a crash only
+    means signing in again."""
     h = crash_stack
     email, _ = _signup(h)
+    _crash_and_recover(h)
     assert _sign_in(h, email, "first-Passw0rd").status_code == 200
     _crash_and_recover(h)
     assert _sign_in(h, email, "first-Passw0rd").status_code == 200

@@ -26,9 +26,9 @@ async def durable(conn: Conn) -> None:
 
     The auth pool commits with ``synchronous_commit = off`` (sign-ins and token rotations
     are the hottest writes, and losing the last ~200 ms of them to a crash only makes
-    those users sign in again). What must never come undone -- a logout or session
-    revocation, a password change, a ban, a user's deletion, a factor's removal, an
-    admin's write -- calls this first, inside its transaction."""
+    those users sign in again). What must never come undone -- a sign-up, a logout or
+    session revocation, a password change, a ban, a user's deletion, a factor's removal,
+    an admin's write -- calls this first, inside its transaction."""
     await conn.execute("set local synchronous_commit = on")
 
 

@@ -74,6 +74,7 @@ class SessionEndpoints(EndpointBase):
         redirect = self._redirect_to(req)
         autoconfirm = not (self.cfg.email.enable_confirmations if email else self.cfg.sms.enable_confirmations)
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)  # an acknowledged account must not vanish in a crash
             existing = await (user_by_email(conn, email, lock=True) if email
                               else user_by_phone(conn, phone, lock=True))
             if existing is not None:
