@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from appkit._jwt import EXPIRED_JWT
 from appkit.errors import AuthError
 from appkit.local.context import StackContext
+from appkit.local.jsonbody import BadJson, loads
 from appkit.local.realtime.cdc import Change, ChangeFeed, Relation
 from appkit.local.realtime.protocol import SUPPORTED_VSN, Frame, FrameError, Serializer, dumps
 from appkit.local.realtime.values import Filter, FilterError, parse_filters, to_json_value
@@ -749,8 +750,8 @@ class RealtimeService:
         if isinstance(claims, Response):
             return claims
         try:
-            body = await request.json()
-        except ValueError:
+            body = loads(await request.body())
+        except BadJson:
             return JSONResponse({"message": "request body must be JSON"}, status_code=400)
         messages = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list) or not messages:
@@ -777,8 +778,8 @@ class RealtimeService:
         if len(raw) > self.limits.max_payload_bytes:
             return JSONResponse({"message": "Payload size exceeded"}, status_code=413)
         try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
+            payload = loads(raw) if raw else None
+        except BadJson:
             return JSONResponse({"message": "request body must be JSON"}, status_code=400)
         if payload is None:
             return JSONResponse({"message": "payload is required"}, status_code=422)

@@ -28,6 +28,7 @@ from appkit.local.storage.db import Caller, StorageDB
 from appkit.local.storage.files import DEFAULT_MIME, Ingested
 from appkit.local.storage.paths import DiskStore, check_bucket_id, is_version, key_problem
 from appkit.local.storage.tus import TusUploads
+from appkit.local.urlcheck import url_problem
 
 log = logging.getLogger("appkit.local.storage")
 
@@ -38,6 +39,9 @@ def _wrap(fn: Endpoint, *, tus: bool = False) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         head = request.method == "HEAD"
         try:
+            problem = url_problem(request.scope)
+            if problem is not None:
+                raise E.invalid_request(problem[0].upper() + problem[1:])
             return await fn(request)
         except E.StorageError as exc:
             return exc.response(tus=tus, head=head)

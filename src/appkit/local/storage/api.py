@@ -24,6 +24,7 @@ from appkit._jwt import EXPIRED_JWT
 from appkit.errors import AuthError
 from appkit.local.config import parse_size
 from appkit.local.context import StackContext
+from appkit.local.jsonbody import BadJson, has_nul, loads
 from appkit.local.storage import errors as E
 from appkit.local.storage.db import Caller, Conn, StorageDB
 from appkit.local.storage.files import (
@@ -80,11 +81,13 @@ async def read_json(request: Request, *, limit: int = 1024 * 1024) -> dict[str, 
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise E.invalid_request("Body is not valid JSON") from None
+        data = loads(body)
+    except BadJson as exc:
+        raise E.invalid_request(f"Body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise E.invalid_request("Body must be a JSON object")
+    if b"\\u0000" in body and has_nul(data):  # Postgres text cannot hold NUL
+        raise E.invalid_request("Body must not contain NUL characters")
     return data
 
 
@@ -345,7 +348,7 @@ class StorageAPI:
         if not mime_allowed(mimetype, allowed):
             raise E.invalid_mime_type(mimetype)
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
+        if length and length.isascii() and length.isdigit() and len(length) <= 18 and int(length) > limit:
             raise E.entity_too_large()
         ing = await ingest_raw(chunks, temp, mimetype=mimetype, cache_control=request.headers.get("cache-control"),
                                limit=limit)
