@@ -260,7 +260,7 @@ def shape_problem(service: str, method: str, status: int, content_type: str, bod
     if status < 400 or method == "HEAD" or not body:
         return None
     if "json" not in content_type:
-        if status in (408, 413, 414, 431):
+        if status in (408, 413, 414, 431) or body == b"Invalid HTTP request received.":
             return None  # answered by the connection layer before any service saw the request
         if status in (404, 405):
             return None  # a router's "Not Found"/"Method Not Allowed" for a path no route matches
