@@ -84,12 +84,13 @@ class StackHandle:
                 self.process.wait(5)
 
 
-def start_stack(workdir: Path, *, timeout: float = 90, env: dict[str, str] | None = None) -> StackHandle:
-    """Start ``appkit dev`` on ``workdir`` (already holding supabase/config.toml) and wait for it."""
+def start_stack(workdir: Path, *, timeout: float = 90, env: dict[str, str] | None = None,
+                args: tuple[str, ...] = ()) -> StackHandle:
+    """Start ``appkit dev ARGS`` on ``workdir`` (already holding supabase/config.toml) and wait for it."""
     state = workdir / "supabase" / ".appkit" / "stack.json"
     log = open(workdir / "stack-test.log", "ab")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appkit_cli", "dev", "--workdir", str(workdir)],
+        [sys.executable, "-m", "appkit_cli", "dev", "--workdir", str(workdir), *args],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + timeout

@@ -144,8 +144,29 @@ def init(
     console.print(f"Initialised a Supabase project in [bold]{paths.supabase_dir}[/]. Run [bold]appkit dev[/] next.")
 
 
-def _configure_logging(verbose: bool) -> None:
+class LogFormat(StrEnum):
+    pretty = "pretty"
+    json = "json"
+
+
+LogFormatOption = Annotated[LogFormat, typer.Option(
+    "--log-format", help="pretty: readable lines; json: one JSON object per line with the request id "
+    "(and one line per request).")]
+
+
+def _configure_logging(verbose: bool, log_format: LogFormat = LogFormat.pretty) -> None:
+    from appkit.local import JsonFormatter, RequestIdFilter
+
     handler: logging.Handler
+    if log_format is LogFormat.json:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(RequestIdFilter())
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+        logging.getLogger("psycopg").setLevel(logging.WARNING)
+        logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+        logging.getLogger("appkit.local.access").setLevel(logging.INFO)
+        return
     if err_console.is_terminal:
         handler = RichHandler(console=err_console, show_path=False, markup=False, rich_tracebacks=False)
         fmt = "%(name)s: %(message)s"
@@ -155,6 +176,7 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, handlers=[handler], force=True)
     logging.getLogger("psycopg").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)
+    logging.getLogger("appkit.local.access").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @app.command()
@@ -164,9 +186,10 @@ def dev(
     db_url: Annotated[str | None, typer.Option("--db-url", help="Use this Postgres instead of the embedded one.",
                                                show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
+    log_format: LogFormatOption = LogFormat.pretty,
 ) -> None:
     """Run the local stack in the foreground with readable logs; Ctrl-C stops it cleanly."""
-    _configure_logging(verbose)
+    _configure_logging(verbose, log_format)
     stack = LocalStack(project(workdir).workdir, db_url=db_url or os.environ.get("SUPABASE_DB_URL") or None)
     for warning in stack.config.warnings:
         logging.getLogger("appkit.local.config").warning("%s", warning)
@@ -176,7 +199,8 @@ def dev(
         logging.getLogger("appkit.local").info("ready in %.2f s (Ctrl-C to stop)", time.perf_counter() - t0)
         print_info(info)
 
-    stack.serve(on_ready=ready, log_level="info" if verbose else "warning")
+    stack.serve(on_ready=ready, log_level="info" if verbose else "warning",
+                own_logging=log_format is LogFormat.json)
     logging.getLogger("appkit.local").info("stopped")
 
 
@@ -186,8 +210,9 @@ def start(
     workdir: WorkdirOption = None,
     db_url: DbUrlOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.", min=1)] = 120,
+    log_format: LogFormatOption = LogFormat.pretty,
 ) -> None:
-    """Start the local stack in the background and return once it is ready."""
+    """Start the local stack in the background and return once it is ready (logs: supabase/.appkit/stack.log)."""
     paths = project(workdir)
     stack = LocalStack(paths.workdir)  # validates config.toml before anything starts
     for warning in stack.config.warnings:
@@ -195,7 +220,7 @@ def start(
     if read_info(paths) is not None:
         raise fail(f"the local stack is already running in {paths.workdir}; run `appkit stop` first")
     paths.data_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "appkit_cli", "dev", "--workdir", str(paths.workdir)]
+    cmd = [sys.executable, "-m", "appkit_cli", "dev", "--workdir", str(paths.workdir), "--log-format", log_format]
     env = dict(os.environ)
     if db_url:
         env["SUPABASE_DB_URL"] = db_url

@@ -134,3 +134,12 @@ def test_an_idle_kept_alive_connection_is_closed(stack: StackHandle) -> None:
         rest, closed = _read_all(s)
     assert rest == b""
     assert closed - t0 < SERVER_LIMITS["timeout_keep_alive"] + 10
+
+
+def test_a_large_body_in_the_heads_chunk_is_not_counted_as_head(stack: StackHandle) -> None:
+    body = b'{"a":' * 20000
+    with _connect(stack) as s:
+        s.sendall(b"POST /rest/v1/rpc/nothing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        raw, _ = _read_all(s)
+    assert 400 <= _status(raw) < 500 and _status(raw) not in (408, 414, 431), raw[:300]  # the app answered

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from appkit.local.atomic import write_atomic
     from appkit.local.auth.mail import list_messages
     from appkit.local.config import DEFAULT_JWT_SECRET, ProjectConfig, load_config
+    from appkit.local.logs import JsonFormatter, RequestIdFilter
     from appkit.local.stack import (
         LocalStack,
         StackInfo,
@@ -43,6 +44,8 @@ _LAZY = {
     "ProjectConfig": "appkit.local.config",
     "load_config": "appkit.local.config",
     "list_messages": "appkit.local.auth.mail",
+    "JsonFormatter": "appkit.local.logs",
+    "RequestIdFilter": "appkit.local.logs",
 }
 
 __getattr__ = lazy_getattr("appkit.local", _LAZY, globals())
@@ -54,8 +57,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DEFAULT_JWT_SECRET",
+    "JsonFormatter",
     "LocalStack",
     "ProjectConfig",
+    "RequestIdFilter",
     "StackInfo",
     "StackPaths",
     "is_running",

@@ -71,6 +71,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._line_done = False
         self._header_count = 0
+        self._tail = b""
         self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -114,16 +115,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.send_400_response(msg)
 
     def _account_head(self, data: bytes) -> None:
+        """Count the bytes of the head (not of a body that arrives in the same chunk)."""
         if self._head_bytes == 0 and self._head_timer is None:  # first byte of a kept-alive request
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
+        seen = self._tail + data
+        end = seen.find(b"\r\n\r\n")
+        head = data if end < 0 else data[:max(0, end + 4 - len(self._tail))]
+        self._tail = seen[-3:]
         start = self._head_bytes
-        self._head_bytes += len(data)
+        self._head_bytes += len(head)
         if not self._line_done:
-            end = data.find(b"\n")
-            line_length = start + (end if end >= 0 else len(data))
+            nl = head.find(b"\n")
+            line_length = start + (nl if nl >= 0 else len(head))
             if line_length > MAX_LINE:
                 raise _Reject(414, "URI Too Long")
-            self._line_done = end >= 0
+            self._line_done = nl >= 0
         if self._head_bytes > MAX_HEAD:
             raise _Reject(431, "Request Header Fields Too Large")
 
@@ -164,6 +170,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._line_done = False
+        self._tail = b""
         super().on_message_complete()
 
     # -- timeouts and rejections --------------------------------------------------------

@@ -115,6 +115,10 @@ class StackContext:
             self._pools[name] = pool
         return self._pools[name]
 
+    def open_pools(self) -> dict[str, AsyncConnectionPool]:
+        """The pools opened so far, by name (for ``/metrics``)."""
+        return dict(self._pools)
+
     async def aclose(self) -> None:
         for pool in self._pools.values():
             await pool.close()

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appkit.local.context import Service, StackContext
 from appkit.local.health import RESPONDERS, DatabaseGuard
+from appkit.local.observe import Observe
 
 log = logging.getLogger("appkit.local")
 
@@ -36,7 +37,7 @@ SERVICE_PREFIXES: dict[str, str] = {
 }
 EXPOSED_HEADERS = ["Content-Range", "Content-Location", "Location", "Range-Unit", "Preference-Applied",
                    "X-Total-Count", "X-Supabase-Api-Version", "Content-Profile", "Upload-Offset",
-                   "Upload-Length", "Tus-Resumable", "ETag", "Content-Disposition"]
+                   "Upload-Length", "Tus-Resumable", "ETag", "Content-Disposition", "X-Request-Id"]
 
 
 def import_services(config: Any, only: str | None = None) -> list[ModuleType]:
@@ -129,9 +130,14 @@ def build_app(ctx: StackContext, *, only: str | None = None) -> ASGIApp:
         app = PrefixDispatch([(SERVICE_PREFIXES[s.name], s.app) for s in services], core)
         routes = [(SERVICE_PREFIXES[s.name], RESPONDERS[s.name]) for s in services]
     app = DatabaseGuard(app, ctx.health, routes)
-    return CORSMiddleware(
+    app = CORSMiddleware(
         app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
         expose_headers=EXPOSED_HEADERS, max_age=3600,
+    )
+    return Observe(
+        app, prefixes={} if only else {s.name: SERVICE_PREFIXES[s.name] for s in services},
+        root=(services[0].name if services else None) if only else None,
+        service_role_key=ctx.keys.service_role_key, health=ctx.health, pools=ctx.open_pools, services=services,
     )
 
 

@@ -286,8 +286,15 @@ class LocalStack:
             embedded=self.external_db_url is None,
         )
 
-    def serve(self, *, on_ready: Callable[[StackInfo], Any] | None = None, log_level: str = "warning") -> None:
-        """Run in the foreground until SIGINT/SIGTERM; always stops Postgres on the way out."""
+    def serve(
+        self, *, on_ready: Callable[[StackInfo], Any] | None = None, log_level: str = "warning",
+        own_logging: bool = False,
+    ) -> None:
+        """Run in the foreground until SIGINT/SIGTERM; always stops Postgres on the way out.
+
+        With ``own_logging`` uvicorn installs no handlers of its own: its records reach the
+        root logger the caller configured (``appkit dev --log-format json``). Requests are
+        logged by ``appkit.local.access`` (enable it at INFO), not by uvicorn."""
 
         def import_server() -> None:  # overlaps Postgres' boot
             import uvicorn  # noqa: F401
@@ -316,7 +323,8 @@ class LocalStack:
                         app, host=self.host, port=self.api_port, log_level=log_level, lifespan="on",
                         http=BoundedHttpToolsProtocol,  # head/body timeouts, 414/431 (uvicorn has none)
                         ws="websockets-sansio", ws_per_message_deflate=False,  # Supabase does not compress
-                        timeout_graceful_shutdown=5, access_log=log_level == "info", **SERVER_LIMITS,
+                        timeout_graceful_shutdown=5, access_log=False, **SERVER_LIMITS,
+                        log_config=None if own_logging else uvicorn.config.LOGGING_CONFIG,
                     )
                     server = uvicorn.Server(config)
 

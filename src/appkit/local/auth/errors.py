@@ -22,11 +22,13 @@ _VERSION_RE = re.compile(r"^2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 class GoTrueError(Exception):
     """An error answered to the client with GoTrue's status, ``error_code`` and message."""
 
-    def __init__(self, status: int, error_code: str, msg: str, **extra: Any) -> None:
+    def __init__(self, status: int, error_code: str, msg: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(msg)
         self.status = status
         self.error_code = error_code
         self.msg = msg
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -60,8 +62,10 @@ def not_found(code: str, msg: str) -> GoTrueError:
     return GoTrueError(404, code, msg)
 
 
-def too_many(code: str, msg: str) -> GoTrueError:
-    return GoTrueError(429, code, msg)
+def too_many(code: str, msg: str, retry_after: int | None = None) -> GoTrueError:
+    """429; with ``retry_after`` seconds in a ``Retry-After`` header (at least 1)."""
+    headers = {"Retry-After": str(max(1, retry_after))} if retry_after is not None else None
+    return GoTrueError(429, code, msg, headers=headers)
 
 
 def uses_new_shape(request: Request) -> bool:
@@ -76,7 +80,7 @@ def error_response(request: Request, err: GoTrueError) -> JSONResponse:
     else:
         body = {"code": err.status, "error_code": err.error_code, "msg": err.msg}
     body.update(err.extra)
-    return JSONResponse(body, status_code=err.status, headers={API_VERSION_HEADER: API_VERSION})
+    return JSONResponse(body, status_code=err.status, headers={**err.headers, API_VERSION_HEADER: API_VERSION})
 
 
 def oauth_error_response(err: OAuthError) -> JSONResponse:

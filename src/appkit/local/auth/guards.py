@@ -68,8 +68,7 @@ class Guards:
             return JSONResponse({"message": "Invalid API key"}, status_code=401)
         if claims.get("role") not in ("anon", "service_role", "authenticated"):
             return JSONResponse({"message": "Invalid API key"}, status_code=401)
-        if len(self._api_keys) < 1000:
-            self._api_keys.add(key)
+        # not remembered here: keys.verify's cache re-checks the expiry on every use
         return None
 
     def _bearer(self, req: AuthRequest) -> str:
@@ -126,7 +125,7 @@ class Guards:
     def _rate(self, kind: str, key: str, limit: int, window: float, code: str = "over_request_rate_limit",
               msg: str = "Request rate limit reached") -> None:
         if not self.limiter.allow(kind, key, limit, window):
-            raise too_many(code, msg)
+            raise too_many(code, msg, self.limiter.retry_after(kind, key))
 
     def _ip_limit(self, req: AuthRequest, kind: str) -> None:
         rl = self.cfg.rate_limit

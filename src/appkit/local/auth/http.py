@@ -18,11 +18,13 @@ from appkit.local.auth.errors import (
     API_VERSION_HEADER,
     GoTrueError,
     OAuthError,
+    bad_request,
     error_response,
     oauth_error_response,
     unprocessable,
 )
 from appkit.local.auth.inputs import client_ip, json_body
+from appkit.local.urlcheck import url_problem
 
 log = logging.getLogger("appkit.local.auth")
 
@@ -82,6 +84,9 @@ def error_boundary(path: str, handler: Handler, check_apikey: Callable[[Request]
 
     async def endpoint(request: Request) -> Response:
         try:
+            problem = url_problem(request.scope)
+            if problem is not None:
+                raise bad_request("validation_failed", problem[0].upper() + problem[1:])
             if check_apikey is not None:
                 denied = check_apikey(request)
                 if denied is not None:

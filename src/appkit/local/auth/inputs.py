@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import ipaddress
-import json
 import re
 import uuid
 from typing import Any
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit
 
 from appkit.local.auth.errors import bad_request
 from appkit.local.config import AuthConfig
+from appkit.local.jsonbody import BadJson, has_nul, loads
 
 _EMAIL_RE = re.compile(
     r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
@@ -27,16 +27,13 @@ def json_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = loads(raw)
+    except BadJson as exc:
         raise bad_request("bad_json", f"Could not parse request body as JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("bad_json", "Could not parse request body as JSON: expected a JSON object")
-    if b"\\u" in raw:  # escapes may encode lone surrogates, which no database or hash accepts
-        try:
-            json.dumps(body, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise bad_request("bad_json", "Could not parse request body as JSON: invalid Unicode") from None
+    if b"\\u0000" in raw and has_nul(body):  # Postgres text cannot hold NUL
+        raise bad_request("validation_failed", "Request body must not contain NUL characters")
     return body
 
 

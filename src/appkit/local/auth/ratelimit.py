@@ -2,38 +2,59 @@
 
 Each limit is a sliding-window counter per key (client IP, e-mail address, or the
 whole instance for ``email_sent``/``sms_sent``, which Supabase counts per project).
+Every key remembers its own window, so pruning idle keys (past :data:`PRUNE_AT` keys)
+never forgets the hits of a longer limit than the one being checked.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
+from collections.abc import Callable
+
+#: number of keys past which idle ones are pruned (then again each time the count doubles)
+PRUNE_AT = 100_000
 
 
 class Limiter:
-    def __init__(self) -> None:
-        self._hits: dict[tuple[str, str], deque[float]] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._hits: dict[tuple[str, str], tuple[float, deque[float]]] = {}
+        self._clock = clock
+        self._prune_at = PRUNE_AT
 
     def allow(self, kind: str, key: str, limit: int, window: float) -> bool:
         """Record one hit; False (and nothing recorded) when ``limit`` hits happened in ``window`` s."""
-        now = time.monotonic()
-        q = self._hits.setdefault((kind, key), deque())
+        now = self._clock()
+        entry = self._hits.get((kind, key))
+        if entry is None or entry[0] != window:
+            entry = self._hits[(kind, key)] = (window, entry[1] if entry else deque())
+        q = entry[1]
         while q and q[0] <= now - window:
             q.popleft()
         if len(q) >= limit:
             return False
         q.append(now)
-        if len(self._hits) > 100_000:
-            self._prune(now, window)
+        if len(self._hits) > self._prune_at:
+            self._prune(now)
         return True
 
-    def last(self, kind: str, key: str) -> float | None:
-        q = self._hits.get((kind, key))
-        return q[-1] if q else None
+    def retry_after(self, kind: str, key: str) -> int:
+        """Whole seconds until ``key`` may hit again (its oldest hit leaves the window); 0 if now."""
+        entry = self._hits.get((kind, key))
+        if entry is None or not entry[1]:
+            return 0
+        window, q = entry
+        return max(0, math.ceil(q[0] + window - self._clock()))
 
-    def _prune(self, now: float, window: float) -> None:
-        for k in [k for k, q in self._hits.items() if not q or q[-1] <= now - window]:
+    def last(self, kind: str, key: str) -> float | None:
+        entry = self._hits.get((kind, key))
+        return entry[1][-1] if entry and entry[1] else None
+
+    def _prune(self, now: float) -> None:
+        for k in [k for k, (window, q) in self._hits.items() if not q or q[-1] <= now - window]:
             del self._hits[k]
+        self._prune_at = max(PRUNE_AT, 2 * len(self._hits))  # never O(keys) on every call
 
 
 def parse_duration(value: str) -> float:

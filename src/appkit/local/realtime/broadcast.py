@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from appkit.local.jsonbody import BadJson, loads
 from appkit.local.realtime.cdc import Change
 from appkit.local.realtime.channels import Channel, Channels, fan_out, too_large
 from appkit.local.realtime.protocol import Frame
@@ -57,8 +58,8 @@ class Broadcast(Channels):
         if isinstance(claims, Response):
             return claims
         try:
-            body = await request.json()
-        except ValueError:
+            body = loads(await request.body())
+        except BadJson:
             return JSONResponse({"message": "request body must be JSON"}, status_code=400)
         messages = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list) or not messages:
@@ -85,8 +86,8 @@ class Broadcast(Channels):
         if len(raw) > self.limits.max_payload_bytes:
             return JSONResponse({"message": "Payload size exceeded"}, status_code=413)
         try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
+            payload = loads(raw) if raw else None
+        except BadJson:
             return JSONResponse({"message": "request body must be JSON"}, status_code=400)
         if payload is None:
             return JSONResponse({"message": "payload is required"}, status_code=422)

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from appkit.local.jsonbody import BadJson, loads
+
 SUPPORTED_VSN = ("1.0.0", "2.0.0")
 
 
@@ -46,8 +48,8 @@ class Serializer:
 
     def decode(self, text: str) -> Frame:
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = loads(text)
+        except BadJson:
             raise FrameError("frame is not valid JSON") from None
         if self.v2:
             if not isinstance(data, list) or len(data) != 5:
@@ -80,8 +82,8 @@ class Serializer:
         if encoding != 1:
             raise FrameError("binary broadcast payloads are not supported")
         try:
-            user_payload = json.loads(data[pos:]) if pos < len(data) else {}
-        except ValueError:
+            user_payload = loads(data[pos:]) if pos < len(data) else {}
+        except BadJson:
             raise FrameError("broadcast payload is not valid JSON") from None
         return Frame(join_ref or None, ref or None, topic, "broadcast",
                      {"type": "broadcast", "event": user_event, "payload": user_payload})

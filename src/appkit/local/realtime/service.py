@@ -63,6 +63,13 @@ class RealtimeService(Presence, PostgresChanges):
             Route("/api/ping", self.ping, methods=["GET"]),
         ])
 
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        """Gauges for ``/metrics``: name -> (description, value)."""
+        return {
+            "connections": ("Open realtime WebSocket connections", len(self.connections)),
+            "channels": ("Channels joined over all connections", sum(len(c.channels) for c in self.connections)),
+        }
+
     async def startup(self) -> None:
         self._pool = await self.ctx.pool("realtime", max_size=6)
         async with self._pool.connection() as conn:

@@ -23,6 +23,7 @@ from appkit.local.rest.parser import (
     Logic,
     NodeQuery,
     OrderTerm,
+    Quoted,
     SelectEmbed,
     SelectField,
     SelectItem,
@@ -58,9 +59,10 @@ class Params:
 
 
 def pg_array_literal(values: list[str]) -> str:
+    """A Postgres array literal; an unquoted ``null`` item is SQL NULL, a quoted one the string."""
     parts = []
     for v in values:
-        if v.lower() == "null":
+        if v.lower() == "null" and not isinstance(v, Quoted):
             parts.append("NULL")
         else:
             parts.append('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')

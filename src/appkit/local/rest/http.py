@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import Receive, Send
 
+from appkit.local.jsonbody import BadJson, loads
 from appkit.local.rest.errors import RestError
 
 JSON_CT = b"application/json; charset=utf-8"
@@ -49,7 +49,8 @@ async def send_error(send: Send, err: RestError) -> None:
 
 async def read_body(receive: Receive, headers: dict[str, str]) -> bytes:
     length = headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+    if length is not None and length.isascii() and length.isdigit() and len(length) <= 18 \
+            and int(length) > MAX_BODY:
         raise RestError(413, "PGRST413", "Payload Too Large",
                        details=f"The request body is larger than {MAX_BODY} bytes")
     chunks: list[bytes] = []
@@ -79,6 +80,6 @@ def json_body(req: RestRequest) -> Any:
     if not req.body.strip():
         return None
     try:
-        return json.loads(req.body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads(req.body)
+    except BadJson as exc:
         raise RestError(400, "PGRST102", "Empty or invalid json", details=str(exc)) from None

@@ -367,8 +367,14 @@ def _list_or_array(val: str, what: str) -> list[str]:
     return parse_list(val, what)
 
 
+class Quoted(str):
+    """A list item that was written in double quotes: always a string (``"null"`` is not NULL)."""
+
+    __slots__ = ()
+
+
 def parse_list(val: str, what: str) -> list[str]:
-    """``(a,"b,c",d)`` -> ["a", "b,c", "d"]."""
+    """``(a,"b,c",d)`` -> ["a", "b,c", "d"]; quoted items are :class:`Quoted`."""
     val = val.strip()
     if not (val.startswith("(") and val.endswith(")")):
         raise parse_error(f'"failed to parse {what} ({val})" (line 1, column 1)',
@@ -396,7 +402,7 @@ def parse_list(val: str, what: str) -> list[str]:
             quoted = True
             was_quoted = True
         elif ch == ",":
-            out.append("".join(buf) if was_quoted else "".join(buf).strip())
+            out.append(Quoted("".join(buf)) if was_quoted else "".join(buf).strip())
             buf = []
             was_quoted = False
         else:
@@ -404,7 +410,7 @@ def parse_list(val: str, what: str) -> list[str]:
         i += 1
     if quoted:
         raise parse_error(f'"failed to parse {what} ({val})"', details="unterminated quote")
-    out.append("".join(buf) if was_quoted else "".join(buf).strip())
+    out.append(Quoted("".join(buf)) if was_quoted else "".join(buf).strip())
     return out
 
 

@@ -61,7 +61,7 @@ def normalize_cache_control(value: str | None) -> str:
     value = value.strip()
     if not _HEADER_SAFE.fullmatch(value):
         raise E.StorageError(400, "InvalidRequest", "Invalid cache-control value")
-    return f"max-age={value}" if value.isdigit() else value
+    return f"max-age={value}" if value.isascii() and value.isdigit() else value
 
 
 def parse_user_metadata(raw: str | bytes, *, b64: bool) -> dict[str, Any]:

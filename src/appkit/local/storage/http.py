@@ -13,7 +13,9 @@ from urllib.parse import quote
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from appkit.local.jsonbody import BadJson, has_nul, loads
 from appkit.local.storage import errors as E
+from appkit.local.urlcheck import url_problem
 
 log = logging.getLogger("appkit.local.storage")
 
@@ -48,11 +50,13 @@ async def read_json(request: Request, *, limit: int = 1024 * 1024) -> dict[str, 
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise E.invalid_request("Body is not valid JSON") from None
+        data = loads(body)
+    except BadJson as exc:
+        raise E.invalid_request(f"Body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise E.invalid_request("Body must be a JSON object")
+    if b"\\u0000" in body and has_nul(data):  # Postgres text cannot hold NUL
+        raise E.invalid_request("Body must not contain NUL characters")
     return data
 
 
@@ -108,6 +112,9 @@ def endpoint(fn: Handler, *, tus: bool = False) -> Handler:
     async def guarded(request: Request) -> Response:
         head = request.method == "HEAD"
         try:
+            problem = url_problem(request.scope)
+            if problem is not None:
+                raise E.invalid_request(problem[0].upper() + problem[1:])
             return await fn(request)
         except E.StorageError as exc:
             return exc.response(tus=tus, head=head)

@@ -81,7 +81,7 @@ class Objects(StorageBase):
         if not mime_allowed(mimetype, allowed):
             raise E.invalid_mime_type(mimetype)
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
+        if length and length.isascii() and length.isdigit() and len(length) <= 18 and int(length) > limit:
             raise E.entity_too_large()
         ing = await ingest_raw(chunks, temp, mimetype=mimetype, cache_control=request.headers.get("cache-control"),
                                limit=limit)

@@ -62,6 +62,11 @@ def parse_upload_metadata(value: str) -> dict[str, str]:
     return out
 
 
+
+def _is_uint(value: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes ``²`` and ``٣``), at most 18 of them."""
+    return 0 < len(value) <= 18 and value.isascii() and value.isdigit()
+
 class TusUploads:
     def __init__(self, api: StorageAPI) -> None:
         self.api = api
@@ -139,7 +144,7 @@ class TusUploads:
         if request.headers.get("upload-defer-length"):
             raise E.tus_error(400, "Upload-Defer-Length is not supported")
         length_raw = request.headers.get("upload-length", "")
-        if not length_raw.isdigit():
+        if not _is_uint(length_raw):
             raise E.tus_error(400, "Upload-Length header is required")
         length = int(length_raw)
         meta = parse_upload_metadata(request.headers.get("upload-metadata", ""))
@@ -210,7 +215,7 @@ class TusUploads:
         if request.headers.get("content-type") != "application/offset+octet-stream":
             raise E.tus_error(415, "Content-Type must be application/offset+octet-stream")
         offset_raw = request.headers.get("upload-offset", "")
-        if not offset_raw.isdigit():
+        if not _is_uint(offset_raw):
             raise E.tus_error(400, "Upload-Offset header is required")
         offset, _ = await self._append(request, upload_id, info, data_path, int(offset_raw), caller, owner)
         return Response(status_code=204, headers=_headers(**{"Upload-Offset": str(offset)}))

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from starlette.responses import Response
 
-from appkit.local.auth.endpoints.base import EndpointBase
+from appkit.local.auth.endpoints.base import EndpointBase, durable
 from appkit.local.auth.errors import (
     bad_request,
     not_found,
@@ -136,6 +136,7 @@ class AdminEndpoints(EndpointBase):
         ban_set, banned_until = self._ban_until(body)
         hashed = await self._password_hash_from(body)
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             if email and await user_by_email(conn, email) is not None:
                 raise unprocessable("email_exists", "A user with this email address has already been registered")
             if phone and await user_by_phone(conn, phone) is not None:
@@ -169,6 +170,7 @@ class AdminEndpoints(EndpointBase):
         ban_set, banned_until = self._ban_until(body)
         hashed = await self._password_hash_from(body)
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             user = await self._admin_user(conn, req.request.path_params["user_id"], lock=True)
             uid = str(user["id"])
             sets: list[str] = []
@@ -237,6 +239,7 @@ class AdminEndpoints(EndpointBase):
         self._require_admin(req)
         soft = get_bool(req.body, "should_soft_delete")
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             user = await self._admin_user(conn, req.request.path_params["user_id"], lock=True)
             uid = str(user["id"])
             if soft:
@@ -265,6 +268,7 @@ class AdminEndpoints(EndpointBase):
         self._require_admin(req)
         factor_id = req.request.path_params["factor_id"]
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             user = await self._admin_user(conn, req.request.path_params["user_id"])
             await fetch_factor(conn, user, factor_id)
             await delete_factor(conn, user, factor_id)
@@ -277,6 +281,7 @@ class AdminEndpoints(EndpointBase):
         data = get_obj(req.body, "data") or {}
         redirect = self._redirect_to(req)
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             user = await user_by_email(conn, email, lock=True)
             if user is not None and user["email_confirmed_at"] is not None:
                 raise unprocessable("email_exists", "A user with this email address has already been registered")
@@ -319,6 +324,7 @@ class AdminEndpoints(EndpointBase):
         if kind.startswith("email_change"):
             new_email = validate_email(get_str(body, "new_email"))
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             user = await user_by_email(conn, email, lock=True)
             if kind in ("signup", "invite"):
                 if user is not None and user["email_confirmed_at"] is not None:

@@ -24,6 +24,17 @@ from appkit.local.auth.users import USER_COLS, USER_EXTRAS, Conn, Row, user_json
 from appkit.local.context import StackContext
 
 
+async def durable(conn: Conn) -> None:
+    """Make the current transaction's commit wait until its WAL is on disk.
+
+    The auth pool commits with ``synchronous_commit = off`` (sign-ins and token rotations
+    are the hottest writes, and losing the last ~200 ms of them to a crash only makes
+    those users sign in again). What must never come undone -- a sign-up, a logout or
+    session revocation, a password change, a ban, a user's deletion, a factor's removal,
+    an admin's write -- calls this first, inside its transaction."""
+    await conn.execute("set local synchronous_commit = on")
+
+
 class EndpointBase(Guards):
     """The state the endpoint families share (config, keys, tokens, the connection pool) and
     the helpers more than one family calls."""

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from starlette.responses import Response
 
 from appkit.local.auth import mail, totp
-from appkit.local.auth.endpoints.base import EndpointBase
+from appkit.local.auth.endpoints.base import EndpointBase, durable
 from appkit.local.auth.errors import (
     GoTrueError,
     bad_request,
@@ -163,6 +163,7 @@ class MfaEndpoints(EndpointBase):
     async def factor_unenroll(self, req: AuthRequest) -> Response:
         factor_id = req.request.path_params["factor_id"]
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             claims, user = await self._current(req, conn)
             factor = await fetch_factor(conn, user, factor_id)
             if factor["status"] == "verified" and claims.get("aal") != "aal2":

@@ -12,7 +12,7 @@ import psycopg
 from starlette.responses import Response
 
 from appkit.local.auth.batch import Coalescer
-from appkit.local.auth.endpoints.base import EndpointBase
+from appkit.local.auth.endpoints.base import EndpointBase, durable
 from appkit.local.auth.errors import (
     GoTrueError,
     OAuthError,
@@ -84,6 +84,7 @@ class SessionEndpoints(EndpointBase):
         redirect = self._redirect_to(req)
         autoconfirm = not (self.cfg.email.enable_confirmations if email else self.cfg.sms.enable_confirmations)
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)  # an acknowledged account must not vanish in a crash
             existing = await (user_by_email(conn, email, lock=True) if email
                               else user_by_phone(conn, phone, lock=True))
             if existing is not None:
@@ -275,6 +276,7 @@ class SessionEndpoints(EndpointBase):
         if scope not in ("global", "local", "others"):
             raise bad_request("validation_failed", "Unsupported logout scope \"" + scope + "\"")
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             claims, user = await self._current(req, conn)
             sid = claims.get("session_id")
             if scope == "local" and sid:

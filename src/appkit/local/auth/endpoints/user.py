@@ -6,7 +6,7 @@ import json
 
 from starlette.responses import Response
 
-from appkit.local.auth.endpoints.base import EndpointBase
+from appkit.local.auth.endpoints.base import EndpointBase, durable
 from appkit.local.auth.errors import (
     bad_request,
     forbidden,
@@ -75,6 +75,7 @@ class UserEndpoints(EndpointBase):
                 raise unprocessable("same_password", "New password should be different from the old password.")
             new_hash = await self.hasher.hash(password)
         async with self.pool.connection() as conn, conn.transaction():
+            await durable(conn)
             claims, user = await self._current(req, conn, lock=True)
             uid = str(user["id"])
             if password is not None:
