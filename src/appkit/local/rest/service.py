@@ -108,7 +108,7 @@ class RestService(Rpc, Writes):
         req = RestRequest(method, path or "/", scope.get("query_string", b""), headers, prefer)
         resp: RestResponse
         try:
-            problem = url_problem(scope)
+            problem = url_problem(scope, allow_nul=True)
             if problem is not None:
                 raise RestError(400, "PGRST100", problem[0].upper() + problem[1:])
             req.body = await read_body(receive, headers)
