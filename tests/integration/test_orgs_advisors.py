@@ -4,7 +4,6 @@ schema appkit; a deliberately bad policy in the schema is reported (the check ca
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import StackHandle
-
-
-def supabase_cli() -> str:
-    path = os.environ.get("APPKIT_SUPABASE_CLI") or "/tmp/sbcli/node_modules/.bin/supabase"
-    if not Path(path).exists():
-        pytest.fail(f"the Supabase CLI is not installed at {path} (set APPKIT_SUPABASE_CLI)")
-    return path
+from tests.support import StackHandle, supabase_cli
 
 
 def advisors(db_url: str, cwd: Path) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ migrate` and by the real Supabase CLI's `db push`) has exactly what the SDK and 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from psycopg import sql
 
 from appkit.db.bundled import bundled_migrations, project_copies
 from appkit.local.base_schema import apply_base_schema
-from tests.support import StackHandle, run_cli
+from tests.support import StackHandle, run_cli, supabase_cli
 
 # What the SDK, the CLI and the policies rely on. Column: (type, nullable).
 TABLES: dict[str, dict[str, tuple[str, bool]]] = {
@@ -240,12 +239,6 @@ def test_migrations_build_the_schema_the_code_expects(tmp_path: Path, fresh_db: 
 def test_the_test_stack_has_the_same_schema(db: psycopg.Connection[tuple[Any, ...]]) -> None:
     _assert_matches(_introspect(db))
 
-
-def supabase_cli() -> str:
-    path = os.environ.get("APPKIT_SUPABASE_CLI") or "/tmp/sbcli/node_modules/.bin/supabase"
-    if not Path(path).exists():
-        pytest.fail(f"the Supabase CLI is not installed at {path} (set APPKIT_SUPABASE_CLI)")
-    return path
 
 
 def test_supabase_db_push_applies_the_same_files(tmp_path: Path, fresh_db: str) -> None:
