@@ -18,7 +18,7 @@ from appkit.errors import AppKitError
 
 if TYPE_CHECKING:
     from appkit import AppKit
-    from appkit.local.stack import StackPaths
+    from appkit.local import StackPaths
 
 console = Console()
 err_console = Console(stderr=True)
@@ -68,7 +68,7 @@ def emit_json(data: Any) -> None:
 def project(workdir: Path | None) -> StackPaths:
     """The project's paths (``--workdir``, else the nearest folder up with ``supabase/config.toml``);
     a one-line "run `appkit init`" error when there is none."""
-    from appkit.local.stack import resolve_workdir
+    from appkit.local import resolve_workdir
 
     paths = resolve_workdir(workdir)
     if not paths.config_file.is_file():

@@ -113,7 +113,9 @@ def endpoint(fn: Handler, *, tus: bool = False) -> Handler:
         head = request.method == "HEAD"
         try:
             problem = url_problem(request.scope)
-            if problem is not None:
+            if problem is not None:  # a path Postgres cannot store is a bad key, as Storage says
+                if "path" in problem:
+                    raise E.invalid_key(request.scope.get("raw_path", b"").decode("ascii", "replace"))
                 raise E.invalid_request(problem[0].upper() + problem[1:])
             return await fn(request)
         except E.StorageError as exc:
