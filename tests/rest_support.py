@@ -129,7 +129,9 @@ def wait_for_tables(base: str, key: str, tables: list[str], timeout: float = 20)
     deadline = time.monotonic() + timeout
     pending = list(tables)
     while pending and time.monotonic() < deadline:
-        r = httpx.get(f"{base}/{pending[0]}", params={"limit": "0"}, headers=headers)
+        # a generous per-request timeout: right after connection-heavy tests the stack's pools may
+        # still be backing off from refused connections (seen: ~7 s; see BENCHMARKS/closing notes)
+        r = httpx.get(f"{base}/{pending[0]}", params={"limit": "0"}, headers=headers, timeout=60)
         if r.status_code == 200:
             pending.pop(0)
         else:
