@@ -366,18 +366,26 @@ def _import_api(app: AppKit, items: Sequence[UserRecord], skip_existing: bool,
             raise
         return user.id
 
+    failure: BaseException | None = None
     with ThreadPoolExecutor(8) as pool:
-        try:
-            for n, uid in enumerate(pool.map(one, items), start=1):
-                if uid is None:
-                    skipped += 1
-                else:
-                    created.append(uid)
-                update(n)
-        except BaseException:
-            for uid in created:  # nothing half-done: remove what this run added
-                users.delete(uid)
-            raise
+        futures = [pool.submit(one, r) for r in items]
+        for n, future in enumerate(futures, start=1):
+            try:
+                uid = future.result()
+            except BaseException as exc:  # stop: cancel what has not started, keep what did
+                failure = failure or exc
+                for f in futures[n:]:
+                    f.cancel()
+                continue
+            if uid is None:
+                skipped += 1
+            else:
+                created.append(uid)
+            update(n)
+    if failure is not None:
+        for uid in created:  # nothing half-done: remove every user this run added
+            users.delete(uid)
+        raise failure
     return len(created), skipped
 
 

@@ -25,7 +25,7 @@ USER = str(uuid.uuid4())
 def claims(**over: Any) -> dict[str, Any]:
     now = int(time.time())
     base = {"sub": USER, "role": "authenticated", "aud": "authenticated", "email": "a@example.com",
-            "aal": "aal1", "session_id": "s1", "iat": now, "exp": now + 86400}  # parametrize builds these at collection: outlive a slow suite
+            "aal": "aal1", "session_id": "s1", "iat": now, "exp": now + 86400}  # built at collection time: outlive a long suite
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
