@@ -38,6 +38,8 @@ NAMES: list[tuple[str, str]] = [
     ("AsyncAuth", "Auth"),
     ("AsyncFiles", "Files"),
     ("AsyncJobs", "Jobs"),
+    ("AsyncOrgs", "Orgs"),
+    ("AsyncRbac", "Rbac"),
     ("AsyncRealtime", "Realtime"),
     ("AsyncRateLimit", "RateLimit"),
     ("AsyncAudit", "Audit"),

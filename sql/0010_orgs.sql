@@ -183,9 +183,9 @@ end
 $$;
 revoke execute on function appkit._touch_updated_at() from public, anon, authenticated, service_role;
 create trigger organizations_touch before update on appkit.organizations
-  for each row execute function appkit._touch_updated_at();
+  for each row when (old.* is distinct from new.*) execute function appkit._touch_updated_at();
 
--- An organization keeps at least one owner. The organization's row is locked before
+-- An organization keeps at least one owner. The organization's row is claimed before
 -- counting, so two owners demoting each other at once are serialised and the second fails.
 -- Deleting the organization itself (the row is gone) is always allowed.
 create or replace function appkit._keep_an_owner()
@@ -198,7 +198,10 @@ begin
   if old.role <> 'owner' or (tg_op = 'UPDATE' and new.role = 'owner' and new.org_id = old.org_id) then
     return null;
   end if;
-  perform 1 from appkit.organizations o where o.id = old.org_id for no key update;
+  -- A real (no-op) update rather than a lock: in READ COMMITTED the second of two racing
+  -- transactions waits here and then counts what the first committed; in REPEATABLE READ or
+  -- SERIALIZABLE it fails with a serialization error instead of counting a stale snapshot.
+  update appkit.organizations o set id = o.id where o.id = old.org_id;
   if not found then
     return null;
   end if;
@@ -245,7 +248,7 @@ alter table appkit.memberships enable row level security;
 alter table appkit.role_permissions enable row level security;
 
 create policy organizations_read on appkit.organizations for select to authenticated
-  using (id in (select appkit.org_ids_with_role('viewer')));
+  using (id = any (array(select appkit.org_ids_with_role('viewer'))));
 create policy organizations_update on appkit.organizations for update to authenticated
   using (appkit.has_org_permission(id, 'org.update'))
   with check (appkit.has_org_permission(id, 'org.update'));
@@ -253,7 +256,7 @@ create policy organizations_delete on appkit.organizations for delete to authent
   using (appkit.has_org_permission(id, 'org.delete'));
 
 create policy memberships_read on appkit.memberships for select to authenticated
-  using (user_id = (select auth.uid()) or org_id in (select appkit.org_ids_with_role('viewer')));
+  using (user_id = (select auth.uid()) or org_id = any (array(select appkit.org_ids_with_role('viewer'))));
 
 create policy role_permissions_read on appkit.role_permissions for select to authenticated using (true);
 

@@ -34,7 +34,9 @@ from appkit_cli.audit import audit_app
 from appkit_cli.db import db_app
 from appkit_cli.jobs import jobs_app
 from appkit_cli.mail import mail
+from appkit_cli.orgs import orgs_app
 from appkit_cli.ratelimit import ratelimit_app
+from appkit_cli.schema import schema_app
 
 app = typer.Typer(
     name="appkit",
@@ -47,6 +49,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(ratelimit_app, name="ratelimit")
 app.add_typer(audit_app, name="audit")
+app.add_typer(schema_app, name="schema")
+app.add_typer(orgs_app, name="orgs")
 app.command("mail")(mail)
 
 
@@ -86,7 +90,7 @@ def init(
     workdir: WorkdirOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.toml.")] = False,
 ) -> None:
-    """Create supabase/config.toml, supabase/migrations/ and supabase/seed.sql."""
+    """Create supabase/config.toml, supabase/migrations/ (with appkit's own migrations) and supabase/seed.sql."""
     paths = resolve_workdir(workdir)
     if paths.config_file.exists() and not force:
         raise fail(f"{paths.config_file} already exists (use --force to overwrite)")
@@ -99,6 +103,10 @@ def init(
     ignore = paths.supabase_dir / ".gitignore"
     if not ignore.exists():
         write_atomic(ignore, templates.GITIGNORE.encode(), 0o644)
+    from appkit.db.bundled import copy_missing
+
+    for copied in copy_missing(paths.migrations_dir):
+        console.print(f"Copied appkit's [bold]supabase/migrations/{copied.name}[/]")
     console.print(f"Initialised a Supabase project in [bold]{paths.supabase_dir}[/]. Run [bold]appkit dev[/] next.")
 
 

@@ -44,8 +44,8 @@ _PG_CLASS: dict[str, type[errors.AppKitError]] = {
     "23502": errors.ValidationError,
     "23514": errors.ValidationError,
     "P0001": errors.ValidationError,  # raise exception in a trigger/function
-    "P0002": errors.NotFound,  # no_data_found (e.g. appkit.cancel_job on an unknown id)
-    "55000": errors.Conflict,  # object_not_in_prerequisite_state (e.g. cancelling a running job)
+    "P0002": errors.NotFound,  # no_data_found: raised by functions for what the caller cannot see
+    "55000": errors.Conflict,  # object_not_in_prerequisite_state: e.g. a used invitation, the last owner
     "57014": errors.Timeout,  # statement timeout
 }
 

@@ -15,6 +15,7 @@ from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
 from appkit._async.jobs import AsyncJobs
 from appkit._async.notifications import AsyncNotifications
+from appkit._async.orgs import AsyncOrgs, AsyncRbac
 from appkit._async.profiles import AsyncProfiles
 from appkit._async.ratelimit import AsyncRateLimit
 from appkit._async.scope import AsyncCore, AsyncScope
@@ -141,6 +142,16 @@ class AsyncAppKit:
     @property
     def ratelimit(self) -> AsyncRateLimit:
         return AsyncRateLimit(self._scope)
+
+    @property
+    def orgs(self) -> AsyncOrgs:
+        """Organizations, members and invitations (schema appkit), as this client's caller."""
+        return AsyncOrgs(self._scope)
+
+    @property
+    def rbac(self) -> AsyncRbac:
+        """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
+        return AsyncRbac(self._scope)
 
     @property
     def realtime(self) -> AsyncRealtime:

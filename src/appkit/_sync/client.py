@@ -16,6 +16,7 @@ from appkit._sync.auth import Auth
 from appkit._sync.files import Files
 from appkit._sync.jobs import Jobs
 from appkit._sync.notifications import Notifications
+from appkit._sync.orgs import Orgs, Rbac
 from appkit._sync.profiles import Profiles
 from appkit._sync.ratelimit import RateLimit
 from appkit._sync.scope import Core, Scope
@@ -142,6 +143,16 @@ class AppKit:
     @property
     def ratelimit(self) -> RateLimit:
         return RateLimit(self._scope)
+
+    @property
+    def orgs(self) -> Orgs:
+        """Organizations, members and invitations (schema appkit), as this client's caller."""
+        return Orgs(self._scope)
+
+    @property
+    def rbac(self) -> Rbac:
+        """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
+        return Rbac(self._scope)
 
     @property
     def realtime(self) -> Realtime:
