@@ -55,7 +55,8 @@ create unique index jobs_idempotency_idx on appkit.jobs (queue, idempotency_key)
 -- null means "compute from now" (a worker fills it in).
 create table appkit.job_schedules (
     name text primary key check (name ~ '^[A-Za-z0-9_.:-]{1,100}$'),
-    cron text not null check (cron ~ '^\s*\S+(\s+\S+){4}\s*$'),
+    cron text not null check (cron ~ '^\s*\S+(\s+\S+){4}\s*$'
+                              or cron ~ '^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$'),
     timezone text not null default 'UTC',
     queue text not null check (queue ~ '^[A-Za-z0-9_.:-]{1,100}$'),
     payload jsonb not null default '{}'::jsonb,

@@ -63,7 +63,10 @@ def test_schedules_add_list_remove(stack: StackHandle) -> None:
     (mine,) = [s for s in items if s["name"] == name]
     assert mine["cron"] == "*/5 * * * *" and mine["timezone"] == "America/New_York" and mine["payload"] == {"kind": "x"}
     code, out, err = cli(stack, "schedules", "add", name, "@daily", "--queue", "reports")
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert code == 1 and err.count("\n") == 1 and "duplicate key" in err and "Traceback" not in err
+    code, out, err = cli(stack, "schedules", "add", name, "@Daily", "--queue", "reports", "--replace")
+    assert code == 0, err
+    assert [s["cron"] for s in ok_json(stack, "schedules", "list") if s["name"] == name] == ["@daily"]  # type: ignore[index,union-attr]
     code, out, err = cli(stack, "schedules", "remove", name)
     assert code == 0, err
     code, out, err = cli(stack, "schedules", "remove", name)
@@ -142,3 +145,28 @@ def test_example_worker_runs_under_appkit_jobs_work(stack: StackHandle, tmp_path
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     done = [r for r in lines if r.get("job_id") == email["id"] and r.get("status") == "succeeded"]  # type: ignore[index]
     assert done and done[0]["queue"] == "emails" and "duration_ms" in done[0]
+
+
+def test_stats_watch_refreshes_until_ctrl_c(stack: StackHandle) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    assert stack.workdir is not None
+    q = qname("watch")
+    ok_json(stack, "enqueue", q, "{}")
+    proc = subprocess.Popen([sys.executable, "-m", "appkit_cli", "jobs", "stats", "--watch", "--interval", "0.3",
+                             "--queue", q, "--workdir", str(stack.workdir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    time.sleep(6)
+    ok_json(stack, "enqueue", q, "{}")  # the live table picks up the change
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    rows = [line for line in out.splitlines() if q in line]
+    assert rows and rows[-1].split()[3] == "2", out  # the last refresh shows the second job

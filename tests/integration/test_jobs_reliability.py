@@ -116,15 +116,17 @@ def test_kill_9_loses_nothing_and_never_overlaps_a_valid_lease(stack: StackHandl
 
     every = runs(stack.db_url, ids)
     finished = [r for r in every if r["finished_at"] is not None]
-    assert sorted(r["job_id"] for r in finished) == sorted(ids), "a job was lost or finished twice"
+    assert {r["job_id"] for r in finished} == set(ids), "a job was lost"
     by_job: dict[int, list[dict[str, Any]]] = {}
     for r in every:
         by_job.setdefault(r["job_id"], []).append(r)
     for job_id, rs in by_job.items():
+        # at least once: a job the victim ran but had not yet recorded as done runs again, once
+        assert len([r for r in rs if r["pid"] == survivor.pid]) <= 1, f"job {job_id} ran twice on one worker: {rs}"
         for a, b in itertools.pairwise(rs):
             end = a["finished_at"] or killed_at
             assert b["started_at"] >= end, f"job {job_id} ran on two workers at once: {rs}"
-            if a["finished_at"] is None:  # re-claimed after the victim died: only once its lease ran out
+            if a["pid"] == victim.pid:  # re-claimed from the dead worker: only once its lease ran out
                 assert b["started_at"] >= killed_at + timedelta(seconds=LEASE * 0.6), rs
     reclaimed = {r["job_id"] for r in in_flight}
     rows = {r["id"]: r for r in job_rows(stack.db_url, q)}

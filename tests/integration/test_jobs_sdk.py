@@ -114,6 +114,8 @@ def test_schedules_add_list_remove(app: AppKit, stack: StackHandle) -> None:
         jobs.add_schedule(name, "0 4 * * *", "reports")
     replaced = jobs.add_schedule(name, "*/10 * * * *", "reports", replace=True)
     assert replaced.cron == "*/10 * * * *"
+    hourly = jobs.add_schedule(name, "@hourly", "reports", replace=True)
+    assert hourly.cron == "@hourly" and hourly.next_run_at is not None and hourly.next_run_at.minute == 0
     jobs.remove_schedule(name)
     with pytest.raises(errors.NotFound):
         jobs.remove_schedule(name)

@@ -361,3 +361,39 @@ async def test_transaction_pooler_mode_polls_without_listen(stack: StackHandle) 
             enqueue(stack.db_url, q, {"i": i})
         await wait_until(lambda: sorted(seen) == [0, 1, 2, 3, 4], what="polled jobs")
     assert listeners == (0,)
+
+
+async def test_worker_vacuums_the_jobs_table_past_the_threshold(stack: StackHandle) -> None:
+    q = qname("vac")
+
+    def vacuums() -> int:
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            row = conn.execute("select vacuum_count from pg_stat_user_tables where relid = 'appkit.jobs'::regclass"
+                               ).fetchone()
+        return int(row[0]) if row else 0
+
+    before = vacuums()
+    worker = Worker(stack.db_url, vacuum_threshold=1, maintenance_interval=0.2)
+    worker.job(q)(lambda payload: None)
+    for i in range(20):
+        enqueue(stack.db_url, q, {"i": i})
+    async with running(worker):
+        await wait_until(lambda: vacuums() > before, timeout=30, what="a VACUUM by the worker")
+
+
+async def test_an_error_message_postgres_cannot_store_does_not_wedge_the_worker(stack: StackHandle) -> None:
+    q = qname("nul")
+    worker = Worker(stack.db_url, poll_interval=0.1)
+
+    @worker.job(q, max_attempts=1)
+    async def boom(payload: dict[str, Any]) -> None:
+        if payload.get("bad"):
+            raise ValueError("binary\x00junk " + "x" * 20000)
+
+    bad = enqueue(stack.db_url, q, {"bad": True})
+    good = enqueue(stack.db_url, q, {})
+    async with running(worker):
+        await wait_until(lambda: sorted(statuses(stack.db_url, q)) == ["dead", "succeeded"], what="both outcomes")
+    rows = {r["id"]: r for r in job_rows(stack.db_url, q)}
+    assert rows[bad]["last_error"].startswith("ValueError: binary\\0junk") and len(rows[bad]["last_error"]) <= 8000
+    assert rows[good]["status"] == "succeeded"

@@ -92,3 +92,8 @@ def test_queries_are_named_blocks() -> None:
     assert all(q and not q.endswith(";") and "-- name" not in q for q in QUERIES.values())
     assert parse("-- name: a\n-- what a does\nselect 1;\n\n-- name: b\n-- b\nselect\n  2;\n") == {
         "a": "select 1", "b": "select\n  2"}
+
+
+def test_expression_is_normalised() -> None:
+    assert Cron.parse("  @Daily ").expression == "@daily"
+    assert Cron.parse(" */5   9-17 * *  mon-fri ").expression == "*/5 9-17 * * mon-fri"

@@ -96,14 +96,15 @@ class Cron:
     def parse(cls, expression: str) -> Cron:
         if not isinstance(expression, str):
             raise ValidationError("a cron expression must be a string", code="invalid_cron")
-        text = _MACROS.get(expression.strip().lower(), expression)
+        key = expression.strip().lower()
+        text = _MACROS.get(key, expression)
         parts = text.split()
         if len(parts) != 5:
             raise ValidationError(f"a cron expression has 5 fields (minute hour day month weekday), "
                                   f"got {expression!r}", code="invalid_cron")
         sets = [_parse_field(p, *spec) for p, spec in zip(parts, _FIELDS, strict=True)]
         weekdays = frozenset(0 if d == 7 else d for d in sets[4])
-        cron = cls(expression.strip(), sets[0], sets[1], sets[2], sets[3], weekdays,
+        cron = cls(key if key in _MACROS else " ".join(parts), sets[0], sets[1], sets[2], sets[3], weekdays,
                    parts[2].startswith("*"), parts[4].startswith("*"))
         if cron._first_day(date(2000, 1, 1), 366 * 30) is None:
             raise ValidationError(f"cron expression {expression!r} never fires", code="invalid_cron")

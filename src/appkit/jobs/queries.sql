@@ -136,3 +136,19 @@ returning id;
 -- One batch of retention, by one worker at a time: -1 if another worker holds the purge lock.
 select case when pg_try_advisory_xact_lock(hashtext('appkit.jobs'), hashtext('purge'))
             then appkit.purge_jobs(null, %(batch)s) else -1 end;
+
+-- name: dead_tuples
+-- Dead row versions in appkit.jobs (from the statistics collector; a cheap estimate).
+select coalesce((select n_dead_tup from pg_stat_user_tables where relid = 'appkit.jobs'::regclass), 0);
+
+-- name: vacuum_lock
+-- One worker vacuums at a time (session lock, released by vacuum_unlock).
+select pg_try_advisory_lock(hashtext('appkit.jobs'), hashtext('vacuum'));
+
+-- name: vacuum_unlock
+-- Release vacuum_lock.
+select pg_advisory_unlock(hashtext('appkit.jobs'), hashtext('vacuum'));
+
+-- name: vacuum_jobs
+-- Reclaim dead row versions between autovacuum runs (a busy queue makes them faster than autovacuum's naptime).
+vacuum (skip_locked) appkit.jobs;

@@ -52,7 +52,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ERROR_LIMIT = 8000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobContext:
     """What a handler may ask about the job it runs (pass a second parameter to receive it)."""
 
@@ -89,12 +89,10 @@ class Handler:
         return delay / 2 + random.random() * delay / 2  # noqa: S311 - jitter, not crypto
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     ctx: JobContext
-    handler: Handler
     task: asyncio.Task[None]
-    started: float
 
 
 @dataclass
@@ -134,6 +132,12 @@ def _model_of(fn: Callable[..., Any]) -> tuple[type[pydantic.BaseModel] | None, 
 def _error_text(exc: BaseException) -> str:
     """``Type: message`` on the first line, then the traceback (truncated)."""
     text = f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc)).strip()
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
+    """Fit an error for a text column: no NUL characters (Postgres refuses them), at most 8,000 characters."""
+    text = text.replace("\x00", "\\0")
     return text if len(text) <= _ERROR_LIMIT else text[: _ERROR_LIMIT - 16] + "\n... (truncated)"
 
 
@@ -157,6 +161,8 @@ class Worker:
     this worker's without a heartbeat (heartbeats every ``lease / 3``); ``shutdown_grace`` how
     long in-flight jobs may take to finish after a stop before they are released.
 
+    ``vacuum_threshold``: when ``appkit.jobs`` has this many dead row versions, one worker runs
+    ``VACUUM`` on it (None: leave it to autovacuum, which wakes once a minute by default).
     ``synchronous_commit=False`` (default) lets the worker's own state changes (claim, done,
     heartbeat) skip the WAL flush wait; a database crash can then only make a job run again.
     ``transaction_pooler=True`` is for a URL through a pooler in transaction mode (Supavisor
@@ -166,8 +172,8 @@ class Worker:
     def __init__(self, db_url: str | None = None, *, concurrency: int = 10, batch_size: int | None = None,
                  lease: float = 30.0, poll_interval: float = 1.0, shutdown_grace: float = 30.0,
                  schedules: bool = True, maintenance_interval: float = 1.0, purge_interval: float = 60.0,
-                 purge_batch: int = 10000, synchronous_commit: bool = False, transaction_pooler: bool = False,
-                 name: str | None = None) -> None:
+                 purge_batch: int = 10000, vacuum_threshold: int | None = 100_000, synchronous_commit: bool = False,
+                 transaction_pooler: bool = False, name: str | None = None) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
         if lease < 1:
@@ -184,6 +190,7 @@ class Worker:
         self.maintenance_interval = float(maintenance_interval)
         self.purge_interval = float(purge_interval)
         self.purge_batch = purge_batch
+        self.vacuum_threshold = vacuum_threshold
         self.synchronous_commit = synchronous_commit
         self.transaction_pooler = transaction_pooler
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -478,8 +485,8 @@ class _Run:
         handler = self.w.handlers[queue]
         ctx = JobContext(id=job_id, queue=queue, attempt=attempt, max_attempts=max_attempts, priority=priority,
                          created_at=created_at, worker_id=self.w.id)
-        task = asyncio.create_task(self._execute(ctx, handler, payload), name=f"appkit-job-{job_id}")
-        self.running[job_id] = _Running(ctx, handler, task, time.perf_counter())
+        task = asyncio.create_task(self._execute(ctx, handler, payload))
+        self.running[job_id] = _Running(ctx, task)
 
     async def _execute(self, ctx: JobContext, handler: Handler, payload: Any) -> None:
         started = time.perf_counter()
@@ -489,7 +496,8 @@ class _Run:
             try:
                 value = handler.parse(payload)
             except pydantic.ValidationError as exc:
-                error = f"invalid payload for {handler.model.__name__ if handler.model else 'the handler'}: {exc}"
+                model = handler.model.__name__ if handler.model else "the handler"
+                error = _clean(f"invalid payload for {model}: {exc}")
                 self._failed(ctx, handler, error, dead=True, started=started)
                 return
             args = (value, ctx) if handler.wants_context else (value,)
@@ -536,10 +544,13 @@ class _Run:
     async def _write_failures(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         while self.state.failures:
             f = self.state.failures[0]
-            await conn.execute(QUERIES["fail_job"], {
-                "id": f.id, "attempt": f.attempt, "worker": self.w.id, "error": f.error, "dead": f.dead,
-                "retry_in": f.retry_in, "max_attempts": f.max_attempts,
-            })
+            try:
+                await conn.execute(QUERIES["fail_job"], {
+                    "id": f.id, "attempt": f.attempt, "worker": self.w.id, "error": f.error, "dead": f.dead,
+                    "retry_in": f.retry_in, "max_attempts": f.max_attempts,
+                })
+            except psycopg.DataError as exc:  # this record cannot be written: do not block the others
+                log.error("could not record job %d's failure (%s); it runs again after its lease", f.id, exc)
             self.state.failures.pop(0)
 
     async def _write_successes(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
@@ -584,6 +595,7 @@ class _Run:
     async def _maintain(self) -> None:
         backoff = 0.1
         next_purge = time.monotonic() + min(self.w.purge_interval, 5.0)
+        next_vacuum_check = time.monotonic() + 5.0
         while True:
             try:
                 conn = await _connect(self.url, pooled=self.w.transaction_pooler)
@@ -596,6 +608,9 @@ class _Run:
                         if time.monotonic() >= next_purge:
                             await self._purge(conn)
                             next_purge = time.monotonic() + self.w.purge_interval
+                        if self.w.vacuum_threshold is not None and time.monotonic() >= next_vacuum_check:
+                            await self._vacuum(conn, self.w.vacuum_threshold)
+                            next_vacuum_check = time.monotonic() + 5.0
                         await asyncio.sleep(self.w.maintenance_interval)
             except psycopg.Error as exc:
                 log.debug("maintenance connection lost (%s); retrying in %.1f s", exc, backoff)
@@ -629,6 +644,18 @@ class _Run:
                 log.info("schedule %s fired (job %d); next at %s", name, fired[0][0], nxt.isoformat(),
                          extra={"schedule": name, "job_id": fired[0][0]})
 
+    async def _vacuum(self, conn: psycopg.AsyncConnection[TupleRow], threshold: int) -> None:
+        dead = int(await _fetch_value(conn, "dead_tuples") or 0)
+        if dead < threshold or not await _fetch_value(conn, "vacuum_lock"):
+            return
+        try:
+            started = time.perf_counter()
+            await conn.execute(QUERIES["vacuum_jobs"], prepare=False)
+            log.debug("vacuumed appkit.jobs (%d dead row versions) in %.0f ms", dead,
+                      (time.perf_counter() - started) * 1000)
+        finally:
+            await conn.execute(QUERIES["vacuum_unlock"])
+
     async def _purge(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         total = 0
         while True:
@@ -643,6 +670,11 @@ class _Run:
             await asyncio.sleep(0)
         if total:
             log.info("purged %d finished job(s) past their retention", total, extra={"purged": total})
+
+
+async def _fetch_value(conn: psycopg.AsyncConnection[TupleRow], name: str) -> Any:
+    row = await (await conn.execute(QUERIES[name])).fetchone()
+    return row[0] if row else None
 
 
 def queries() -> dict[str, LiteralString]:
