@@ -32,9 +32,10 @@ alter table appkit.audit_log enable row level security;
 revoke all on table appkit.audit_log from public, anon, authenticated, service_role;
 grant select on table appkit.audit_log to authenticated, service_role;
 
--- org admins (and owners) read their orgs' entries; users nothing else
+-- org admins (and owners) read their orgs' entries; users nothing else. The
+-- '= any (array(select ...))' form runs the helper once and can use the org_id index.
 create policy audit_log_org_admins on appkit.audit_log for select to authenticated
-  using (org_id in (select appkit.org_ids_with_role('admin')));
+  using (org_id = any (array(select appkit.org_ids_with_role('admin'))));
 
 -- The trigger: TG_ARGV[0] the primary-key columns (comma-separated), TG_ARGV[1] the org column
 -- ('' when none), TG_ARGV[2] columns left out of old/new (comma-separated).

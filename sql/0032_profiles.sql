@@ -70,8 +70,8 @@ grant select, insert, update, delete on table appkit.profiles to service_role;
 
 create policy profiles_read_own_and_co_members on appkit.profiles for select to authenticated
   using (user_id = (select auth.uid())
-         or user_id in (select m.user_id from appkit.memberships m
-                         where m.org_id in (select appkit.org_ids_with_role('viewer'))));
+         or user_id = any (array(select m.user_id from appkit.memberships m
+                                  where m.org_id = any (array(select appkit.org_ids_with_role('viewer'))))));
 create policy profiles_update_own on appkit.profiles for update to authenticated
   using (user_id = (select auth.uid()))
   with check (user_id = (select auth.uid()));
