@@ -119,11 +119,11 @@ def bench_bare_postgres(runs: int) -> dict[str, list[float]]:
             pg.pgdata.parent.mkdir(parents=True)
             t0 = time.perf_counter()
             pg._prepare()
-            pg._initdb(pg.pgdata, pg.socket_dir)
+            pg._initdb(pg.datadir, pg.socket_dir)
             pg.start()
             out["cold"].append(time.perf_counter() - t0)
             time.sleep(3)
-            rss, pss = memory(postmaster(pg.pgdata))
+            rss, pss = memory(postmaster(pg.datadir))
             out["rss"].append(rss)
             out["pss"].append(pss)
             pg.stop()
@@ -132,6 +132,7 @@ def bench_bare_postgres(runs: int) -> dict[str, list[float]]:
             out["warm"].append(time.perf_counter() - t0)
             pg.stop()
         finally:
+            pg.remove()
             shutil.rmtree(wd, ignore_errors=True)
     return out
 

@@ -1,23 +1,55 @@
-"""The unprivileged Postgres user must reach the server binaries wherever the venv lives,
-e.g. in a 0700 directory made by `mktemp -d` (what .ci/run does)."""
+"""The unprivileged Postgres user reaches the server binaries and extensions wherever the
+venv lives (a 0700 directory made by `mktemp -d`, as .ci/run does) without the stack
+changing the permissions of the user's own directories."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
-from appkit.local.postgres import _ensure_binaries_usable
+import pytest
+
+from appkit.local.postgres import SERVER_ROOT, _public_copy
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the system user exists only when running as root")
 
 
-def test_binaries_in_a_private_directory_become_reachable(tmp_path: Path) -> None:
+def test_a_private_directory_is_copied_not_opened_up(tmp_path: Path) -> None:
     private = tmp_path / "venv"
     install = private / "lib" / "pginstall"
     (install / "bin").mkdir(parents=True)
     exe = install / "bin" / "postgres"
-    exe.write_text("")
-    exe.chmod(0o755)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o700)
+    (install / "share.txt").write_text("x")
+    (install / "share.txt").chmod(0o600)
     private.chmod(0o700)
-    _ensure_binaries_usable(install)
-    for parent in (install, install.parent, private, tmp_path):
-        assert parent.stat().st_mode & stat.S_IXOTH, parent
-    assert not private.stat().st_mode & stat.S_IROTH, "only traverse is granted, not listing"
+    usable = _public_copy(install, "test-pginstall")
+    try:
+        assert usable != install and usable.parent == SERVER_ROOT
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700, "the user's directory keeps its mode"
+        assert stat.S_IMODE(exe.stat().st_mode) == 0o700
+        assert stat.S_IMODE((usable / "bin" / "postgres").stat().st_mode) == 0o755
+        assert stat.S_IMODE((usable / "share.txt").stat().st_mode) == 0o644
+        assert (usable / "share.txt").read_text() == "x"
+    finally:
+        import shutil
+
+        shutil.rmtree(usable, ignore_errors=True)
+
+
+def test_a_reachable_directory_is_used_in_place() -> None:
+    import shutil
+    import tempfile
+
+    SERVER_ROOT.mkdir(parents=True, exist_ok=True)
+    install = Path(tempfile.mkdtemp(dir=SERVER_ROOT, prefix="test-pub-"))
+    try:
+        install.chmod(0o755)
+        (install / "bin").mkdir(mode=0o755)
+        (install / "bin" / "postgres").write_text("")
+        (install / "bin" / "postgres").chmod(0o755)
+        assert _public_copy(install, "test-pub") == install
+    finally:
+        shutil.rmtree(install)

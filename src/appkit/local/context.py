@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp
 
 from appkit.local.config import ProjectConfig
+from appkit.local.health import DatabaseHealth
 from appkit.local.keys import JWTKeys
 
 
@@ -74,6 +75,8 @@ class StackContext:
     #: the embedded server's Unix-socket directory: the services connect through it (a
     #: round trip over a Unix socket costs both sides less CPU than over loopback TCP)
     socket_dir: Path | None = None
+    #: the database's up/down state, kept by the stack's supervisor
+    health: DatabaseHealth = field(default_factory=DatabaseHealth)
     _pools: dict[str, AsyncConnectionPool] = field(default_factory=dict)
 
     def conninfo(self, user: str | None = None) -> str:

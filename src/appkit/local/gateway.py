@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appkit.local.context import Service, StackContext
+from appkit.local.health import RESPONDERS, DatabaseGuard
 
 log = logging.getLogger("appkit.local")
 
@@ -97,7 +98,13 @@ def build_app(ctx: StackContext, *, only: str | None = None) -> ASGIApp:
     services = load_services(ctx, only)
 
     async def health(_: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "services": [s.name for s in services]})
+        names = [s.name for s in services]
+        if ctx.health.up:
+            return JSONResponse({"status": "ok", "services": names})
+        return JSONResponse(
+            {"status": "unhealthy", "services": names, "down": ["database"], "reason": ctx.health.reason},
+            status_code=503, headers={"Retry-After": "1"},
+        )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -127,8 +134,11 @@ def build_app(ctx: StackContext, *, only: str | None = None) -> ASGIApp:
         # one service alone at "/": it answers everything but /health
         single = services[0].app if services else core
         app: ASGIApp = _HealthFirst(core, single)
+        routes = [("", RESPONDERS[services[0].name])] if services else []
     else:
         app = PrefixDispatch([(SERVICE_PREFIXES[s.name], s.app) for s in services], core)
+        routes = [(SERVICE_PREFIXES[s.name], RESPONDERS[s.name]) for s in services]
+    app = DatabaseGuard(app, ctx.health, routes)
     return CORSMiddleware(
         app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
         expose_headers=EXPOSED_HEADERS, max_age=3600,

