@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,10 +17,8 @@ import psycopg
 import pytest
 from supabase_auth import SyncGoTrueClient, SyncMemoryStorage
 
-from tests.support import free_port, run_cli
+from tests.support import free_port, run_cli, supabase_cli
 
-CLI_VERSION = "2.117.0"
-CACHE = Path.home() / ".cache" / "appkit-tests" / "supabase-cli"
 #: settings of `supabase init`'s config.toml read from env(...); none may be needed to start
 TEMPLATE_ENV = ("OPENAI_API_KEY", "S3_HOST", "S3_REGION", "S3_ACCESS_KEY", "S3_SECRET_KEY",
                 "SUPABASE_AUTH_SMS_TWILIO_AUTH_TOKEN", "SUPABASE_AUTH_EXTERNAL_APPLE_SECRET", "SUPABASE_DB_URL")
@@ -49,27 +46,6 @@ values (gen_random_uuid(), '{SEED_ID}', '{SEED_ID}',
   '{{"sub":"{SEED_ID}","email":"seed@example.com"}}', 'email', now(), now(), now());
 insert into public.notes (owner, body) values ('{SEED_ID}', 'seeded note');
 """
-
-
-def supabase_cli() -> str:
-    """The Supabase CLI binary: $APPKIT_SUPABASE_CLI, else one npm installed in the test cache."""
-    path = os.environ.get("APPKIT_SUPABASE_CLI")
-    if path:
-        if not Path(path).is_file():
-            pytest.fail(f"APPKIT_SUPABASE_CLI={path} does not exist")
-        return path
-    binary = CACHE / "node_modules" / ".bin" / "supabase"
-    if binary.is_file():
-        return str(binary)
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("the Supabase CLI is needed: set APPKIT_SUPABASE_CLI or install npm")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([npm, "i", "-E", "--no-audit", "--no-fund", f"supabase@{CLI_VERSION}"],
-                          cwd=CACHE, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0 or not binary.is_file():
-        pytest.fail(f"npm could not install supabase@{CLI_VERSION}: {done.stderr.strip()[-500:]}")
-    return str(binary)
 
 
 def sb(cli: str, *args: str, cwd: Path, timeout: float = 120) -> str:
