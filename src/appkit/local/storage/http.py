@@ -56,7 +56,7 @@ async def read_json(request: Request, *, limit: int = 1024 * 1024) -> dict[str, 
     if not isinstance(data, dict):
         raise E.invalid_request("Body must be a JSON object")
     if b"\\u0000" in body and has_nul(data):  # Postgres text cannot hold NUL
-        raise E.invalid_request("Body must not contain NUL characters")
+        raise E.invalid_key("names must not contain NUL characters")  # keys, prefixes and bucket ids alike
     return data
 
 
