@@ -41,7 +41,10 @@ def _wrap(fn: Endpoint, *, tus: bool = False) -> Endpoint:
         try:
             problem = url_problem(request.scope)
             if problem is not None:
-                raise E.invalid_request(problem[0].upper() + problem[1:])
+                message = problem[0].upper() + problem[1:]
+                if problem.startswith("the path"):  # a bucket name or object key
+                    raise E.StorageError(400, "InvalidKey", message)
+                raise E.invalid_request(message)
             return await fn(request)
         except E.StorageError as exc:
             return exc.response(tus=tus, head=head)

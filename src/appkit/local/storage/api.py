@@ -86,8 +86,8 @@ async def read_json(request: Request, *, limit: int = 1024 * 1024) -> dict[str, 
         raise E.invalid_request(f"Body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise E.invalid_request("Body must be a JSON object")
-    if b"\\u0000" in body and has_nul(data):  # Postgres text cannot hold NUL
-        raise E.invalid_request("Body must not contain NUL characters")
+    if b"\\u0000" in body and has_nul(data):  # Postgres text cannot hold NUL; the strings are names and keys
+        raise E.StorageError(400, "InvalidKey", "Names, keys and prefixes must not contain NUL characters")
     return data
 
 
