@@ -132,7 +132,6 @@ def run_wrk(h: StackHandle, env: dict[str, str], script: Path, *, seconds: int, 
     m = re.search(r"RESULT (.*)", proc.stdout)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
-    out = proc.stdout
     return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
 
 
