@@ -110,3 +110,23 @@ def start_stack(workdir: Path, *, timeout: float = 90, env: dict[str, str] | Non
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("stack did not become ready")
+
+
+SUPABASE_CLI_VERSION = "2.117.0"
+
+
+def supabase_cli() -> str:
+    """The real Supabase CLI: ``$APPKIT_SUPABASE_CLI``, else ``supabase@2.117.0`` from npm, installed once
+    into ``~/.cache/appkit-tests/supabase-cli`` (reused when present)."""
+    configured = os.environ.get("APPKIT_SUPABASE_CLI")
+    if configured:
+        return configured
+    prefix = Path.home() / ".cache" / "appkit-tests" / "supabase-cli"
+    binary = prefix / "node_modules" / ".bin" / "supabase"
+    if not binary.exists():
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "i", "-E", "--no-audit", "--no-fund", "--prefix", str(prefix), f"supabase@{SUPABASE_CLI_VERSION}"],
+            check=True, capture_output=True, timeout=600,
+        )
+    return str(binary)

@@ -20,7 +20,7 @@ from appkit.local import (
 )
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, fail, handle_errors
 
-db_app = typer.Typer(help="Database migrations: migrate, status, reset, new.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations (migrate, status, reset, new) and advisors.", no_args_is_help=True)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -95,3 +95,8 @@ def new(name: Annotated[str, typer.Argument(help="Migration name, e.g. create_no
     paths.migrations_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(path, b"", 0o644)
     console.print(f"Created new migration at [bold]{path.relative_to(paths.workdir)}[/]")
+
+
+from appkit_cli.advisors import advisors  # noqa: E402 - registered last; it looks up target_db_url here
+
+db_app.command("advisors")(advisors)

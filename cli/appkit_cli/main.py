@@ -30,8 +30,16 @@ from appkit.local import (
 )
 from appkit_cli import templates
 from appkit_cli._common import DbUrlOption, WorkdirOption, console, err_console, fail, handle_errors
+from appkit_cli.audit import audit_app
 from appkit_cli.db import db_app
+from appkit_cli.gen import gen_app
+from appkit_cli.jobs import jobs_app
 from appkit_cli.mail import mail
+from appkit_cli.orgs import orgs_app
+from appkit_cli.ratelimit import ratelimit_app
+from appkit_cli.schema import schema_app
+from appkit_cli.storage import storage_app
+from appkit_cli.users import users_app
 
 app = typer.Typer(
     name="appkit",
@@ -41,6 +49,14 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(gen_app, name="gen")
+app.add_typer(schema_app, name="schema")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(users_app, name="users")
+app.add_typer(storage_app, name="storage")
+app.add_typer(ratelimit_app, name="ratelimit")
+app.add_typer(audit_app, name="audit")
 app.command("mail")(mail)
 
 
@@ -80,7 +96,7 @@ def init(
     workdir: WorkdirOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.toml.")] = False,
 ) -> None:
-    """Create supabase/config.toml, supabase/migrations/ and supabase/seed.sql."""
+    """Create supabase/config.toml, supabase/migrations/ (with appkit's own migrations) and supabase/seed.sql."""
     paths = resolve_workdir(workdir)
     if paths.config_file.exists() and not force:
         raise fail(f"{paths.config_file} already exists (use --force to overwrite)")
@@ -93,6 +109,10 @@ def init(
     ignore = paths.supabase_dir / ".gitignore"
     if not ignore.exists():
         write_atomic(ignore, templates.GITIGNORE.encode(), 0o644)
+    from appkit.db.bundled import copy_missing
+
+    for copied in copy_missing(paths.migrations_dir):
+        console.print(f"Copied appkit's [bold]supabase/migrations/{copied.name}[/]")
     console.print(f"Initialised a Supabase project in [bold]{paths.supabase_dir}[/]. Run [bold]appkit dev[/] next.")
 
 
@@ -143,6 +163,8 @@ def dev(
     """Run the local stack in the foreground with readable logs; Ctrl-C stops it cleanly."""
     _configure_logging(verbose, log_format)
     stack = LocalStack(workdir, db_url=db_url or os.environ.get("SUPABASE_DB_URL") or None)
+    for warning in stack.config.warnings:
+        logging.getLogger("appkit.local.config").warning("%s", warning)
     t0 = time.perf_counter()
 
     def ready(info: StackInfo) -> None:
@@ -164,7 +186,9 @@ def start(
 ) -> None:
     """Start the local stack in the background and return once it is ready (logs: supabase/.appkit/stack.log)."""
     paths = resolve_workdir(workdir)
-    LocalStack(paths.workdir)  # validates config.toml before anything starts
+    stack = LocalStack(paths.workdir)  # validates config.toml before anything starts
+    for warning in stack.config.warnings:
+        err_console.print(f"WARN: {warning}", markup=False, highlight=False, soft_wrap=True)
     if read_info(paths) is not None:
         raise fail(f"the local stack is already running in {paths.workdir}; run `appkit stop` first")
     paths.data_dir.mkdir(parents=True, exist_ok=True)

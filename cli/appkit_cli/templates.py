@@ -9,8 +9,8 @@ project_id = "{project_id}"
 enabled = true
 # Port of the API gateway: /rest/v1, /auth/v1, /storage/v1, /realtime/v1.
 port = 54321
-# Schemas exposed through the REST API.
-schemas = ["public", "graphql_public"]
+# Schemas exposed through the REST API ("appkit" holds appkit's organizations, jobs, ...).
+schemas = ["public", "graphql_public", "appkit"]
 # Extra schemas on the search_path of every request.
 extra_search_path = ["public", "extensions"]
 # Maximum rows a REST response returns.

@@ -44,6 +44,8 @@ _PG_CLASS: dict[str, type[errors.AppKitError]] = {
     "23502": errors.ValidationError,
     "23514": errors.ValidationError,
     "P0001": errors.ValidationError,  # raise exception in a trigger/function
+    "P0002": errors.NotFound,  # no_data_found: raised by functions for what the caller cannot see (unknown org, job)
+    "55000": errors.Conflict,  # object_not_in_prerequisite_state: a used invitation, the last owner, a running job
     "57014": errors.Timeout,  # statement timeout
 }
 
@@ -275,3 +277,21 @@ def boundary() -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+def from_response(response: httpx.Response) -> errors.AppKitError:
+    """The appkit error for a failed storage answer read without an official client (TUS uploads)."""
+    status = response.status_code
+    code: str | None = None
+    message = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = str(body.get("code") or body.get("error") or "") or None
+        message = str(body.get("message") or body.get("error") or "")
+    if not message:
+        message = response.text.strip()[:300] or f"HTTP {status}"
+    cls = _STORAGE_CODE_CLASS.get(code or "") or _STATUS_CLASS.get(status) or errors.AppKitError
+    return cls(message, code=code or str(status), status=status)

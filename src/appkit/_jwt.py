@@ -54,6 +54,17 @@ def token_alg(header: Mapping[str, Any]) -> str:
     return alg
 
 
+#: the registered time claims; each must be a JSON number when present (RFC 7519 NumericDate)
+TIME_CLAIMS: Final = ("exp", "nbf", "iat")
+
+
+def claim_error(claim: str) -> AuthError:
+    """A time claim that is not a JSON number: ``bad_jwt``, with ``details={"claim": name}``
+    so PostgREST's answer (``PGRST303``, "The JWT 'exp' claim must be a number") can be given."""
+    return AuthError(f"invalid JWT: The JWT '{claim}' claim must be a number", code=BAD_JWT, status=401,
+                     details={"claim": claim})
+
+
 def decode_claims(
     token: str,
     key: Any,
@@ -62,17 +73,37 @@ def decode_claims(
     audience: str | list[str] | None = None,
     leeway: float = 0.0,
     verify_signature: bool = True,
+    require_exp: bool = True,
 ) -> dict[str, Any]:
-    """Check the signature (unless another party already did), ``exp`` (required), ``nbf``,
-    ``iat`` and, when ``audience`` is given, ``aud``; return the claims."""
+    """Check the signature (unless another party already did), ``exp``, ``nbf``, ``iat`` and,
+    when ``audience`` is given, ``aud``; return the claims.
+
+    ``exp`` is required unless ``require_exp`` is False (GoTrue and PostgREST accept a token
+    without one, as service-role tokens minted by tools often are). ``exp``/``nbf``/``iat``
+    must be JSON numbers when present: a numeric string such as ``"1999999999"`` is refused,
+    as GoTrue and PostgREST refuse it (PyJWT alone would accept it).
+    """
     options: Any = {
-        "require": ["exp"], "verify_signature": verify_signature, "verify_exp": True,
-        "verify_nbf": True, "verify_iat": True, "verify_aud": audience is not None,
+        "require": ["exp"] if require_exp else [], "verify_signature": verify_signature, "verify_exp": False,
+        "verify_nbf": False, "verify_iat": False, "verify_aud": False,
     }
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token, key, algorithms=[alg], audience=audience, options=options, leeway=leeway,
-        )
+        claims: dict[str, Any] = jwt.decode(token, key, algorithms=[alg], options=options)
+    except jwt.MissingRequiredClaimError as exc:
+        raise token_error(f"invalid JWT: {exc}") from None
+    except jwt.PyJWTError as exc:
+        raise token_error(f"invalid JWT: {exc}") from None
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise claim_error(name)
+    # the signature is checked; now the time and audience rules, in PyJWT's order
+    checks: Any = {
+        "verify_signature": False, "verify_exp": True, "verify_nbf": True, "verify_iat": True,
+        "verify_aud": audience is not None,
+    }
+    try:
+        jwt.decode(token, options=checks, audience=audience, leeway=leeway)
     except jwt.ExpiredSignatureError:
         raise token_error("JWT expired", EXPIRED_JWT) from None
     except jwt.InvalidAudienceError as exc:

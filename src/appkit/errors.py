@@ -68,6 +68,18 @@ class Timeout(ServiceUnavailable):
     """A call did not finish within its timeout."""
 
 
+class UploadInterrupted(ServiceUnavailable):
+    """A resumable upload stopped before the end; pass ``upload_url`` as ``resume_url`` to continue.
+
+    ``offset`` is how many bytes the server has kept.
+    """
+
+    def __init__(self, message: str, *, upload_url: str, offset: int, code: str | None = None) -> None:
+        super().__init__(message, code=code or "upload_interrupted")
+        self.upload_url = upload_url
+        self.offset = offset
+
+
 class UnexpectedResponse(AppKitError):
     """The server answered with a body appkit could not understand (e.g. a proxy's HTML page)."""
 
@@ -131,5 +143,6 @@ __all__ = [
     "StackError",
     "Timeout",
     "UnexpectedResponse",
+    "UploadInterrupted",
     "ValidationError",
 ]

@@ -34,7 +34,9 @@ def test_local_stack_does_not_import_the_sdk_or_clients() -> None:
 @pytest.mark.parametrize(
     "module",
     ["appkit.client", "appkit._async.auth", "appkit._sync.client", "appkit.auth", "appkit.model",
-     "appkit.realtime", "appkit.files", "appkit.data", "appkit.settings", "appkit.errors"],
+     "appkit.realtime", "appkit.files", "appkit.data", "appkit.settings", "appkit.errors", "appkit.orgs",
+     "appkit._async.orgs", "appkit._sync.orgs", "appkit.users", "appkit._async.users", "appkit._sync.users",
+     "appkit.users.bulk"],
 )
 def test_each_module_imports_first(module: str) -> None:
     proc = run(f"import {module}")

@@ -25,5 +25,6 @@ def test_wheel_contains_sql_extensions_and_typing(tmp_path: Path) -> None:
     assert "appkit/py.typed" in names
     assert "appkit_cli/main.py" in names
     assert any(n.startswith("appkit/sql/") for n in names)
+    assert "appkit/sql/0020_jobs.sql" in names and "appkit/jobs/queries.sql" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "appkit = appkit_cli.main:run" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -10,10 +10,17 @@ from pydantic import ValidationError as PydanticValidationError
 from supabase_auth.types import Session
 
 from appkit import errors
+from appkit._async.audit import AsyncAudit
 from appkit._async.auth import AsyncAuth
 from appkit._async.files import AsyncFiles
+from appkit._async.jobs import AsyncJobs
+from appkit._async.notifications import AsyncNotifications
+from appkit._async.orgs import AsyncOrgs, AsyncRbac
+from appkit._async.profiles import AsyncProfiles
+from appkit._async.ratelimit import AsyncRateLimit
 from appkit._async.scope import AsyncCore, AsyncScope
 from appkit._async.table import AsyncTable
+from appkit._async.users import AsyncUsers
 from appkit.auth.jwt import JWKSCache
 from appkit.model import M
 from appkit.realtime import AsyncRealtime
@@ -113,8 +120,44 @@ class AsyncAppKit:
         return AsyncAuth(self._scope, self._jwks)
 
     @property
+    def audit(self) -> AsyncAudit:
+        return AsyncAudit(self._scope)
+
+    @property
     def files(self) -> AsyncFiles:
         return AsyncFiles(self._scope)
+
+    @property
+    def orgs(self) -> AsyncOrgs:
+        """Organizations, members and invitations (schema appkit), as this client's caller."""
+        return AsyncOrgs(self._scope)
+
+    @property
+    def rbac(self) -> AsyncRbac:
+        """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
+        return AsyncRbac(self._scope)
+
+    @property
+    def jobs(self) -> AsyncJobs:
+        """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
+        return AsyncJobs(self._scope)
+
+    @property
+    def users(self) -> AsyncUsers:
+        """Manage users through the auth admin API: only on ``app.admin`` (the service role)."""
+        return AsyncUsers(self._scope)
+
+    @property
+    def notifications(self) -> AsyncNotifications:
+        return AsyncNotifications(self._scope, lambda: self.realtime)
+
+    @property
+    def profiles(self) -> AsyncProfiles:
+        return AsyncProfiles(self._scope)
+
+    @property
+    def ratelimit(self) -> AsyncRateLimit:
+        return AsyncRateLimit(self._scope)
 
     @property
     def realtime(self) -> AsyncRealtime:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import builtins
 import io
-from collections.abc import Sequence
+import mimetypes
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from storage3.types import BaseBucket
 
 from appkit import errors
 from appkit._async.scope import AsyncScope
-from appkit._errors_map import boundary
+from appkit._async.tus import CHUNK_SIZE, AsyncTusUpload, ProgressCallback
+from appkit._errors_map import boundary, from_response
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,19 @@ class AsyncFiles:
 
     async def upload(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None,
                      upsert: bool = False, cache_control: int | None = None) -> StoredFile:
-        """Store ``data`` (bytes, a path on disk, or a binary file object) at ``bucket/path``."""
+        """Store ``data`` (bytes, a path on disk, or a binary file object) at ``bucket/path``.
+
+        A path on disk larger than 6 MB goes up with ``upload_resumable`` (streamed in 6 MB chunks).
+        """
         _check_path(path)
+        if isinstance(data, (str, Path)):
+            try:
+                size = Path(data).stat().st_size
+            except OSError as exc:
+                raise errors.ValidationError(f"cannot read {data}: {exc.strerror}", code="invalid_file") from None
+            if size > CHUNK_SIZE:
+                return await self.upload_resumable(bucket, path, data, content_type=content_type, upsert=upsert,
+                                                   cache_control=cache_control)
         content = _bytes_of(data)
         options: dict[str, Any] = {"upsert": "true" if upsert else "false"}
         if content_type:
@@ -90,6 +104,33 @@ class AsyncFiles:
         with boundary():
             response = await storage.from_(bucket).upload(path, content, options)  # type: ignore[arg-type]
         return StoredFile(bucket=bucket, path=response.path, key=response.full_path)
+
+    async def upload_resumable(self, bucket: str, path: str, file: str | Path, *, content_type: str | None = None,
+                               upsert: bool = False, cache_control: int | None = None,
+                               on_progress: ProgressCallback | None = None, resume_url: str | None = None,
+                               on_url: Callable[[str], None] | None = None, chunk_size: int = CHUNK_SIZE,
+                               retries: int = 5) -> StoredFile:
+        """Upload a file from disk with the TUS protocol, ``chunk_size`` bytes at a time (never whole in memory).
+
+        ``on_progress(sent, total)`` follows each chunk. A dropped connection is resumed where the
+        server stopped (up to ``retries`` times in a row); after that ``errors.UploadInterrupted``
+        carries the ``upload_url`` to pass as ``resume_url`` later (``on_url`` hears it as soon as the
+        upload exists, e.g. to store it against a crash). A ``resume_url`` the server no longer
+        knows starts a new upload.
+        """
+        _check_path(path)
+        if not isinstance(bucket, str) or not bucket:
+            raise errors.ValidationError("invalid bucket name", code="InvalidBucketName")
+        if not isinstance(file, (str, Path)):
+            raise errors.ValidationError("upload_resumable takes a path on disk", code="invalid_file")
+        kind = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        token = await self._scope.token()
+        endpoint = f"{self._scope.core.settings.storage_url.rstrip('/')}/upload/resumable"
+        upload = AsyncTusUpload(self._scope.core.http, endpoint, self._scope.headers(token), chunk_size=chunk_size,
+                                retries=retries)
+        await upload.run(Path(file), bucket=bucket, path=path, content_type=kind, upsert=upsert,
+                         cache_control=cache_control, resume_url=resume_url, on_url=on_url, on_progress=on_progress)
+        return StoredFile(bucket=bucket, path=path, key=f"{bucket}/{path}")
 
     async def update(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None) -> StoredFile:
         """Replace an existing object."""
@@ -106,6 +147,41 @@ class AsyncFiles:
         storage = await self._scope.storage()
         with boundary():
             return await storage.from_(bucket).download(path)
+
+    async def download_to(self, bucket: str, path: str, dest: str | Path, *,
+                          on_progress: ProgressCallback | None = None) -> int:
+        """Stream an object to ``dest`` on disk (never whole in memory); returns its size.
+
+        The bytes go to a temporary file next to ``dest`` that replaces it only once complete.
+        """
+        _check_path(path)
+        target = Path(dest)
+        token = await self._scope.token()
+        url = f"{self._scope.core.settings.storage_url.rstrip('/')}/object/{quote(bucket)}/{quote(path)}"
+        temp = target.with_name(f".{target.name}.part")
+        http = self._scope.core.http
+        with boundary():
+            response = await http.send(http.build_request("GET", url, headers=self._scope.headers(token)),
+                                        stream=True)
+        done = 0
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise from_response(response)
+            total = int(response.headers.get("content-length") or 0)
+            with open(temp, "wb") as out, boundary():
+                async for chunk in response.aiter_bytes(1024 * 1024):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if on_progress is not None:
+                        on_progress(done, total)
+            temp.replace(target)
+        except OSError as exc:
+            raise errors.ValidationError(f"cannot write {target}: {exc.strerror}", code="invalid_file") from None
+        finally:
+            await response.aclose()
+            temp.unlink(missing_ok=True)
+        return done
 
     async def signed_url(self, bucket: str, path: str, *, expires_in: int = 3600,
                          download: bool | str = False) -> str:
@@ -179,6 +255,20 @@ class AsyncFiles:
         storage = await self._scope.storage()
         with boundary():
             await storage.create_bucket(bucket, options=options)  # type: ignore[arg-type]
+
+    async def update_bucket(self, bucket: str, *, public: bool | None = None, file_size_limit: int | None = None,
+                            allowed_mime_types: Sequence[str] | None = None) -> None:
+        """Change a bucket's visibility or limits (options left None keep their value)."""
+        current = await self.get_bucket(bucket)
+        options: dict[str, Any] = {
+            "public": current.public if public is None else public,
+            "file_size_limit": current.file_size_limit if file_size_limit is None else file_size_limit,
+            "allowed_mime_types": current.allowed_mime_types if allowed_mime_types is None
+            else list(allowed_mime_types),
+        }
+        storage = await self._scope.storage()
+        with boundary():
+            await storage.update_bucket(bucket, options)  # type: ignore[arg-type]
 
     async def get_bucket(self, bucket: str) -> BaseBucket:
         storage = await self._scope.storage()

@@ -11,10 +11,17 @@ from pydantic import ValidationError as PydanticValidationError
 from supabase_auth.types import Session
 
 from appkit import errors
+from appkit._sync.audit import Audit
 from appkit._sync.auth import Auth
 from appkit._sync.files import Files
+from appkit._sync.jobs import Jobs
+from appkit._sync.notifications import Notifications
+from appkit._sync.orgs import Orgs, Rbac
+from appkit._sync.profiles import Profiles
+from appkit._sync.ratelimit import RateLimit
 from appkit._sync.scope import Core, Scope
 from appkit._sync.table import Table
+from appkit._sync.users import Users
 from appkit.auth.jwt import JWKSCache
 from appkit.model import M
 from appkit.realtime import Realtime
@@ -114,8 +121,44 @@ class AppKit:
         return Auth(self._scope, self._jwks)
 
     @property
+    def audit(self) -> Audit:
+        return Audit(self._scope)
+
+    @property
     def files(self) -> Files:
         return Files(self._scope)
+
+    @property
+    def orgs(self) -> Orgs:
+        """Organizations, members and invitations (schema appkit), as this client's caller."""
+        return Orgs(self._scope)
+
+    @property
+    def rbac(self) -> Rbac:
+        """Role/permission checks in an organization: ``has(...)``, ``require(...)``."""
+        return Rbac(self._scope)
+
+    @property
+    def jobs(self) -> Jobs:
+        """Background jobs (usually ``app.admin.jobs``; users reach the queues policies open to them)."""
+        return Jobs(self._scope)
+
+    @property
+    def users(self) -> Users:
+        """Manage users through the auth admin API: only on ``app.admin`` (the service role)."""
+        return Users(self._scope)
+
+    @property
+    def notifications(self) -> Notifications:
+        return Notifications(self._scope, lambda: self.realtime)
+
+    @property
+    def profiles(self) -> Profiles:
+        return Profiles(self._scope)
+
+    @property
+    def ratelimit(self) -> RateLimit:
+        return RateLimit(self._scope)
 
     @property
     def realtime(self) -> Realtime:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import builtins
 import io
-from collections.abc import Sequence
+import mimetypes
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from storage3.types import BaseBucket
 
 from appkit import errors
 from appkit._sync.scope import Scope
-from appkit._errors_map import boundary
+from appkit._sync.tus import CHUNK_SIZE, TusUpload, ProgressCallback
+from appkit._errors_map import boundary, from_response
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,19 @@ class Files:
 
     def upload(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None,
                      upsert: bool = False, cache_control: int | None = None) -> StoredFile:
-        """Store ``data`` (bytes, a path on disk, or a binary file object) at ``bucket/path``."""
+        """Store ``data`` (bytes, a path on disk, or a binary file object) at ``bucket/path``.
+
+        A path on disk larger than 6 MB goes up with ``upload_resumable`` (streamed in 6 MB chunks).
+        """
         _check_path(path)
+        if isinstance(data, (str, Path)):
+            try:
+                size = Path(data).stat().st_size
+            except OSError as exc:
+                raise errors.ValidationError(f"cannot read {data}: {exc.strerror}", code="invalid_file") from None
+            if size > CHUNK_SIZE:
+                return self.upload_resumable(bucket, path, data, content_type=content_type, upsert=upsert,
+                                                   cache_control=cache_control)
         content = _bytes_of(data)
         options: dict[str, Any] = {"upsert": "true" if upsert else "false"}
         if content_type:
@@ -91,6 +105,33 @@ class Files:
         with boundary():
             response = storage.from_(bucket).upload(path, content, options)  # type: ignore[arg-type]
         return StoredFile(bucket=bucket, path=response.path, key=response.full_path)
+
+    def upload_resumable(self, bucket: str, path: str, file: str | Path, *, content_type: str | None = None,
+                               upsert: bool = False, cache_control: int | None = None,
+                               on_progress: ProgressCallback | None = None, resume_url: str | None = None,
+                               on_url: Callable[[str], None] | None = None, chunk_size: int = CHUNK_SIZE,
+                               retries: int = 5) -> StoredFile:
+        """Upload a file from disk with the TUS protocol, ``chunk_size`` bytes at a time (never whole in memory).
+
+        ``on_progress(sent, total)`` follows each chunk. A dropped connection is resumed where the
+        server stopped (up to ``retries`` times in a row); after that ``errors.UploadInterrupted``
+        carries the ``upload_url`` to pass as ``resume_url`` later (``on_url`` hears it as soon as the
+        upload exists, e.g. to store it against a crash). A ``resume_url`` the server no longer
+        knows starts a new upload.
+        """
+        _check_path(path)
+        if not isinstance(bucket, str) or not bucket:
+            raise errors.ValidationError("invalid bucket name", code="InvalidBucketName")
+        if not isinstance(file, (str, Path)):
+            raise errors.ValidationError("upload_resumable takes a path on disk", code="invalid_file")
+        kind = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        token = self._scope.token()
+        endpoint = f"{self._scope.core.settings.storage_url.rstrip('/')}/upload/resumable"
+        upload = TusUpload(self._scope.core.http, endpoint, self._scope.headers(token), chunk_size=chunk_size,
+                                retries=retries)
+        upload.run(Path(file), bucket=bucket, path=path, content_type=kind, upsert=upsert,
+                         cache_control=cache_control, resume_url=resume_url, on_url=on_url, on_progress=on_progress)
+        return StoredFile(bucket=bucket, path=path, key=f"{bucket}/{path}")
 
     def update(self, bucket: str, path: str, data: FileData, *, content_type: str | None = None) -> StoredFile:
         """Replace an existing object."""
@@ -107,6 +148,41 @@ class Files:
         storage = self._scope.storage()
         with boundary():
             return storage.from_(bucket).download(path)
+
+    def download_to(self, bucket: str, path: str, dest: str | Path, *,
+                          on_progress: ProgressCallback | None = None) -> int:
+        """Stream an object to ``dest`` on disk (never whole in memory); returns its size.
+
+        The bytes go to a temporary file next to ``dest`` that replaces it only once complete.
+        """
+        _check_path(path)
+        target = Path(dest)
+        token = self._scope.token()
+        url = f"{self._scope.core.settings.storage_url.rstrip('/')}/object/{quote(bucket)}/{quote(path)}"
+        temp = target.with_name(f".{target.name}.part")
+        http = self._scope.core.http
+        with boundary():
+            response = http.send(http.build_request("GET", url, headers=self._scope.headers(token)),
+                                        stream=True)
+        done = 0
+        try:
+            if response.status_code != 200:
+                response.read()
+                raise from_response(response)
+            total = int(response.headers.get("content-length") or 0)
+            with open(temp, "wb") as out, boundary():
+                for chunk in response.iter_bytes(1024 * 1024):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if on_progress is not None:
+                        on_progress(done, total)
+            temp.replace(target)
+        except OSError as exc:
+            raise errors.ValidationError(f"cannot write {target}: {exc.strerror}", code="invalid_file") from None
+        finally:
+            response.close()
+            temp.unlink(missing_ok=True)
+        return done
 
     def signed_url(self, bucket: str, path: str, *, expires_in: int = 3600,
                          download: bool | str = False) -> str:
@@ -180,6 +256,20 @@ class Files:
         storage = self._scope.storage()
         with boundary():
             storage.create_bucket(bucket, options=options)  # type: ignore[arg-type]
+
+    def update_bucket(self, bucket: str, *, public: bool | None = None, file_size_limit: int | None = None,
+                            allowed_mime_types: Sequence[str] | None = None) -> None:
+        """Change a bucket's visibility or limits (options left None keep their value)."""
+        current = self.get_bucket(bucket)
+        options: dict[str, Any] = {
+            "public": current.public if public is None else public,
+            "file_size_limit": current.file_size_limit if file_size_limit is None else file_size_limit,
+            "allowed_mime_types": current.allowed_mime_types if allowed_mime_types is None
+            else list(allowed_mime_types),
+        }
+        storage = self._scope.storage()
+        with boundary():
+            storage.update_bucket(bucket, options)  # type: ignore[arg-type]
 
     def get_bucket(self, bucket: str) -> BaseBucket:
         storage = self._scope.storage()

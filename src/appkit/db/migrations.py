@@ -21,8 +21,9 @@ from pathlib import Path
 
 import psycopg
 
+from appkit.db.connect import connect
 from appkit.db.split import Statement, split_statements
-from appkit.errors import ConfigError, DatabaseError, MigrationDriftError, MigrationError
+from appkit.errors import ConfigError, MigrationDriftError, MigrationError
 
 log = logging.getLogger("appkit.db")
 
@@ -137,12 +138,7 @@ class MigrationRunner:
 
     @contextmanager
     def _connect(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        try:
-            conn = psycopg.connect(
-                self.conninfo, autocommit=True, connect_timeout=self.connect_timeout, prepare_threshold=None
-            )
-        except psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to the database: {str(exc).strip().splitlines()[0]}") from None
+        conn = connect(self.conninfo, autocommit=True, timeout=self.connect_timeout)
         try:
             yield conn
         finally:

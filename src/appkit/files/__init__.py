@@ -1,6 +1,7 @@
-"""Files: ``app.files`` (``Files`` / ``AsyncFiles``) over Supabase Storage."""
+"""Files: ``app.files`` (``Files`` / ``AsyncFiles``) over Supabase Storage, with TUS resumable uploads."""
 
 from appkit._async.files import AsyncFiles, FileInfo, StoredFile
+from appkit._async.tus import CHUNK_SIZE, ProgressCallback
 from appkit._sync.files import Files
 
-__all__ = ["AsyncFiles", "FileInfo", "Files", "StoredFile"]
+__all__ = ["CHUNK_SIZE", "AsyncFiles", "FileInfo", "Files", "ProgressCallback", "StoredFile"]

@@ -2,22 +2,27 @@
 
 Only the keys the local stack uses are modelled; every other key is accepted and kept
 (the Supabase CLI file has many sections for services we do not run). Values may use the
-CLI's ``env(NAME)`` form. Malformed files raise :class:`appkit.errors.ConfigError` with a
+CLI's ``env(NAME)`` form, resolved from the environment and the project's ``.env`` files as
+the Supabase CLI resolves them. Malformed files raise :class:`appkit.errors.ConfigError` with a
 one-line message naming the file and, where TOML says so, the line.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from appkit.errors import ConfigError
+from appkit.local.cli_config_keys import SUPABASE_CLI_KEYS
 
 DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 
@@ -27,7 +32,7 @@ _UNITS = {
     "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
     "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
 }
-_ENV_RE = re.compile(r"^env\(([A-Za-z_][A-Za-z0-9_]*)\)$")
+_ENV_RE = re.compile(r"^env\((.*)\)$")  # the Supabase CLI's pattern, matched on the value as written
 
 
 def parse_size(value: int | str) -> int:
@@ -171,32 +176,150 @@ class ProjectConfig(_Section):
     auth: AuthConfig = AuthConfig()
     storage: StorageConfig = StorageConfig()
     realtime: RealtimeConfig = RealtimeConfig()
+    #: one line per thing worth telling the user (a likely typo, an unset ``env(...)``)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What loading found worth telling the user: likely typos, unset ``env(...)`` variables."""
+        return self._warnings
+
+    @warnings.setter
+    def warnings(self, value: list[str]) -> None:
+        self._warnings = value
 
 
-def _substitute_env(value: Any, where: str) -> Any:
+#: settings that are secrets: an unset ``env(NAME)`` there stops the stack instead of being
+#: used literally (the Supabase CLI would sign tokens with the text ``env(NAME)``)
+_SECRET_KEYS = frozenset({("auth", "jwt_secret"), ("auth", "signing_keys_path")})
+
+
+@dataclass
+class _EnvRef:
+    path: tuple[str | int, ...]
+    name: str
+
+
+def dotenv_environment(supabase_dir: Path) -> dict[str, str]:
+    """The variables ``env(NAME)`` sees: the process environment over the project's ``.env`` files.
+
+    As the Supabase CLI: ``supabase/`` then the project folder, each with
+    ``.env.<SUPABASE_ENV>.local``, ``.env.local`` (not for ``test``), ``.env.<SUPABASE_ENV>``
+    and ``.env`` (``SUPABASE_ENV`` defaults to ``development``); the first definition wins and
+    the process environment wins over all files.
+    """
+    stage = os.environ.get("SUPABASE_ENV") or "development"
+    names = [f".env.{stage}.local", *([".env.local"] if stage != "test" else []), f".env.{stage}", ".env"]
+    merged: dict[str, str] = {}
+    for folder in (supabase_dir, supabase_dir.parent):
+        for name in names:
+            file = folder / name
+            if not file.is_file():
+                continue
+            try:
+                values = dotenv_values(file)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{file}: cannot read: {exc}") from None
+            for key, value in values.items():
+                if value is not None:
+                    merged.setdefault(key, value)
+    merged.update(os.environ)
+    return merged
+
+
+def _substitute_env(
+    value: Any, path: tuple[str | int, ...], env: dict[str, str], unresolved: list[_EnvRef]
+) -> Any:
+    """Replace ``env(NAME)`` strings by the variable's value; unset or empty ones stay as written.
+
+    That is the Supabase CLI's rule: a reference it cannot resolve is kept verbatim, and
+    only the settings that need it complain (see :func:`load_config`).
+    """
     if isinstance(value, dict):
-        return {k: _substitute_env(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {k: _substitute_env(v, (*path, k), env, unresolved) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute_env(v, where) for v in value]
+        return [_substitute_env(v, (*path, i), env, unresolved) for i, v in enumerate(value)]
     if isinstance(value, str):
-        m = _ENV_RE.match(value.strip())
+        m = _ENV_RE.match(value)
         if m:
-            name = m.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
+            if env.get(m.group(1)):
+                return env[m.group(1)]
+            unresolved.append(_EnvRef(path, m.group(1)))
     return value
 
 
-def _describe(err: PydanticValidationError) -> str:
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _section_of(annotation: Any) -> tuple[type[_Section] | None, bool]:
+    """The section model a field holds, and whether it is a ``dict`` of them (named entries)."""
+    if isinstance(annotation, type) and issubclass(annotation, _Section):
+        return annotation, False
+    if get_origin(annotation) is dict:
+        inner = get_args(annotation)[1]
+        if isinstance(inner, type) and issubclass(inner, _Section):
+            return inner, True
+    return None, False
+
+
+def _read_keys(model: type[_Section], data: Any, path: tuple[str | int, ...],
+               read: set[tuple[str | int, ...]], warnings: list[str]) -> None:
+    """Collect the paths appkit reads and warn about likely typos of them (did-you-mean)."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            if key in SUPABASE_CLI_KEYS:
+                continue  # a Supabase CLI setting appkit does not use: accepted as it is
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.75)
+            if close:
+                where = _dotted((*path, key))
+                warnings.append(f"unknown key {where} (did you mean {_dotted((*path, close[0]))}?)")
+            continue
+        sub, named = _section_of(fields[key].annotation)
+        here = (*path, key)
+        read.add(here)
+        if sub is None:
+            continue
+        if named and isinstance(value, dict):
+            for name, entry in value.items():
+                read.add((*here, name))
+                _read_keys(sub, entry, (*here, name), read, warnings)
+        else:
+            _read_keys(sub, value, here, read, warnings)
+
+
+def _is_read(path: tuple[str | int, ...], read: set[tuple[str | int, ...]]) -> bool:
+    key = tuple(p for p in path if not isinstance(p, int))  # list items belong to their key
+    return key in read
+
+
+def _describe(err: PydanticValidationError, unresolved: list[_EnvRef]) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc = tuple(first["loc"])
+    for ref in unresolved:
+        if loc[: len(ref.path)] == ref.path:
+            return f"{_dotted(ref.path)}: environment variable {ref.name} is not set"
     msg = str(first["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg}"
+    return f"{_dotted(loc)}: {msg}"
 
 
 def load_config(path: Path) -> ProjectConfig:
-    """Load ``config.toml``; a missing file yields the Supabase CLI's defaults."""
+    """Load ``config.toml``; a missing file yields the Supabase CLI's defaults.
+
+    Unknown keys and sections are accepted (the Supabase CLI's schema grows every release);
+    an unknown key that looks like a typo of one appkit reads gets a did-you-mean warning in
+    :attr:`ProjectConfig.warnings`. An ``env(NAME)`` whose variable is unset or empty is kept
+    verbatim, as the Supabase CLI keeps it: harmless in a setting appkit does not use, a
+    warning in a text setting appkit uses (the CLI's ``WARN: environment variable is
+    unset``), and an error naming the variable in a typed setting (a port, a flag, a size)
+    or a secret (``auth.jwt_secret``, ``auth.signing_keys_path``).
+    """
     if not path.exists():
         return ProjectConfig()
     try:
@@ -205,11 +328,23 @@ def load_config(path: Path) -> ProjectConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    unresolved: list[_EnvRef] = []
+    data = _substitute_env(raw, (), dotenv_environment(path.parent), unresolved)
+    read: set[tuple[str | int, ...]] = set()
+    warnings: list[str] = []
+    _read_keys(ProjectConfig, data, (), read, warnings)
+    for ref in unresolved:
+        if not _is_read(ref.path, read):
+            continue
+        if tuple(p for p in ref.path if not isinstance(p, int)) in _SECRET_KEYS:
+            raise ConfigError(f"{path}: {_dotted(ref.path)}: environment variable {ref.name} is not set")
     try:
-        data = _substitute_env(raw, "")
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.message}") from None
-    try:
-        return ProjectConfig.model_validate(data)
+        config = ProjectConfig.model_validate(data)
     except PydanticValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
+        raise ConfigError(f"{path}: {_describe(exc, unresolved)}") from None
+    warnings += [
+        f"environment variable is unset: {ref.name} ({_dotted(ref.path)} is used as written)"
+        for ref in unresolved if _is_read(ref.path, read)
+    ]
+    config.warnings = [f"{path}: {w}" for w in warnings]
+    return config

@@ -88,16 +88,15 @@ class JWTKeys:
         key_aud = tuple(audience) if isinstance(audience, list) else audience
         cached = self._verified.get((token, key_aud))
         if cached is not None:
-            if float(cached["exp"]) <= time.time():
+            if "exp" in cached and float(cached["exp"]) <= time.time():
                 self._verified.pop((token, key_aud), None)
                 raise token_error("JWT expired", EXPIRED_JWT)
             self._verified.move_to_end((token, key_aud))
             return dict(cached)
         claims = self._verify(token, audience)
-        if isinstance(claims.get("exp"), int | float):
-            self._verified[(token, key_aud)] = claims
-            if len(self._verified) > VERIFIED_CACHE_SIZE:
-                self._verified.popitem(last=False)
+        self._verified[(token, key_aud)] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
         return dict(claims)
 
     def _verify(self, token: str, audience: str | list[str] | None) -> dict[str, Any]:
@@ -114,7 +113,8 @@ class JWTKeys:
             key = match.jwk.key
             if hasattr(key, "public_key"):
                 key = key.public_key()
-        return decode_claims(token, key, alg, audience=audience)
+        # GoTrue and PostgREST accept a token without exp (service-role tokens minted by tools)
+        return decode_claims(token, key, alg, audience=audience, require_exp=False)
 
 
 def _load_jwks(path: Path) -> list[SigningKey]:

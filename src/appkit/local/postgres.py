@@ -401,6 +401,8 @@ class EmbeddedPostgres:
             "logging_collector": "off",
             "log_min_messages": "warning",
             "timezone": "UTC",
+            # as on Supabase (the extension lives in schema extensions; its view needs this)
+            "shared_preload_libraries": "pg_stat_statements",
             **(extra or {}),
         }
         extension_dir = self._extension_dir()

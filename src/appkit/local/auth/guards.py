@@ -18,6 +18,34 @@ from appkit.local.keys import JWTKeys
 ADMIN_ROLES = ("service_role", "supabase_admin")
 
 
+#: GoTrue's access-token claims and the JSON types they decode from (null is always allowed)
+_STRING_CLAIMS = ("iss", "sub", "jti", "role", "email", "phone", "aal", "session_id", "client_id")
+_OBJECT_CLAIMS = ("app_metadata", "user_metadata")
+
+
+def misshapen_claim(claims: dict[str, Any]) -> str | None:
+    """Why GoTrue could not decode these claims into its claims struct, or None when it could."""
+    for name in _STRING_CLAIMS:
+        value = claims.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"the {name!r} claim must be a string"
+    for name in _OBJECT_CLAIMS:
+        value = claims.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"the {name!r} claim must be an object"
+    anon = claims.get("is_anonymous")
+    if anon is not None and not isinstance(anon, bool):
+        return "the 'is_anonymous' claim must be a boolean"
+    aud = claims.get("aud")
+    if aud is not None and not isinstance(aud, str) and not (
+            isinstance(aud, list) and all(isinstance(a, str) for a in aud)):
+        return "the 'aud' claim must be a string or an array of strings"
+    amr = claims.get("amr")
+    if amr is not None and not (isinstance(amr, list) and all(isinstance(a, dict) for a in amr)):
+        return "the 'amr' claim must be an array of objects"
+    return None
+
+
 class Guards:
     """The checks endpoints run before doing anything: each returns what it checked or raises
     the :class:`~appkit.local.auth.errors.ApiError` GoTrue answers."""
@@ -51,11 +79,21 @@ class Guards:
         return token.strip()
 
     def _verify_jwt(self, token: str) -> dict[str, Any]:
-        """The token's claims (``keys.verify``, which remembers tokens it verified), or 401."""
+        """The token's claims (``keys.verify``, which remembers tokens it verified), or 401;
+        403 ``bad_jwt`` when a claim has a JSON type GoTrue's claims cannot hold."""
         try:
-            return self.keys.verify(token)
+            claims = self.keys.verify(token)
         except AuthError as exc:
+            if isinstance(exc.details, dict) and exc.details.get("claim"):  # a time claim of the wrong JSON type
+                raise forbidden("bad_jwt", "invalid JWT: unable to parse or verify signature, token is malformed: "
+                                           f"could not JSON decode claim: {exc.details['claim']} must be a number"
+                                ) from None
             raise unauthorized("bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc.message}") from None
+        wrong = misshapen_claim(claims)
+        if wrong is not None:
+            raise forbidden("bad_jwt", "invalid JWT: unable to parse or verify signature, token is malformed: "
+                                       f"could not JSON decode claim: {wrong}")
+        return claims
 
     def _claims(self, req: AuthRequest) -> dict[str, Any]:
         token = self._bearer(req)

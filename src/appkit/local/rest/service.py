@@ -137,10 +137,12 @@ class RestService(Rpc, Writes):
         try:
             claims = self.ctx.keys.verify(token)  # JWTKeys remembers the tokens it verified
         except AuthError as exc:
+            # PostgREST: claim validation failures are PGRST303, decoding/signature ones PGRST301
+            claim = exc.details.get("claim") if isinstance(exc.details, dict) else None
             expired = exc.code == EXPIRED_JWT
-            msg = "JWT expired" if expired else str(exc)
+            msg = "JWT expired" if expired else (f"The JWT '{claim}' claim must be a number" if claim else str(exc))
             raise ApiError(
-                401, "PGRST303" if expired else "PGRST301", msg,
+                401, "PGRST303" if expired or claim else "PGRST301", msg,
                 headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{msg}"'},
             ) from None
         claims_json = json.dumps(claims, separators=(",", ":"))

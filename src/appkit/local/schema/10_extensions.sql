@@ -6,8 +6,30 @@ create schema if not exists extensions;
 grant usage on schema extensions to postgres, anon, authenticated, service_role;
 alter default privileges in schema extensions grant execute on functions to postgres, anon, authenticated, service_role;
 
+-- The extensions a fresh Supabase project has in schema extensions (pg_graphql and
+-- supabase_vault need C modules the embedded server does not ship; see docs/project.md).
 create extension if not exists "uuid-ossp" with schema extensions;
 create extension if not exists pgcrypto with schema extensions;
+do $$
+begin
+  -- contrib; preloaded by the embedded server (shared_preload_libraries) as on Supabase
+  if exists (select 1 from pg_available_extensions where name = 'pg_stat_statements') then
+    create extension if not exists pg_stat_statements with schema extensions;
+  end if;
+end
+$$;
+
+-- As on Supabase, the owner roles find extensions' functions without a schema prefix:
+-- `default uuid_generate_v4()` in a migration, `crypt(...)` in a seed file. Set for this
+-- database only, so an external server's other databases are untouched.
+do $$
+begin
+  execute format('alter role postgres in database %I set search_path to "$user", public, extensions',
+                 current_database());
+  execute format('alter role supabase_admin in database %I set search_path to public, extensions',
+                 current_database());
+end
+$$;
 
 create schema if not exists graphql_public;
 grant usage on schema graphql_public to postgres, anon, authenticated, service_role;

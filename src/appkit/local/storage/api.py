@@ -152,6 +152,9 @@ class StorageAPI:
         except AuthError as exc:
             if allow_anon:
                 return Caller("anon", {"role": "anon"}, verified=False)
+            claim = exc.details.get("claim") if isinstance(exc.details, dict) else None
+            if claim:  # jose's message, as Supabase Storage's verifier says it
+                raise E.access_denied(f'"{claim}" claim must be a number') from None
             raise E.access_denied("jwt expired" if exc.code == EXPIRED_JWT else "invalid signature") from None
         role = claims.get("role")
         if not isinstance(role, str) or not role:

@@ -160,6 +160,7 @@ class SessionEndpoints(EndpointBase):
         valid = await self.hasher.check(password, hashed)
         if user is None or not valid:
             raise bad_request("invalid_credentials", "Invalid login credentials")
+        await self.hasher.upgrade(self.pool, user["id"], password, hashed)
         if is_banned(user):
             raise bad_request("user_banned", "User is banned")
         if email and user["email_confirmed_at"] is None and self.cfg.email.enable_confirmations:
