@@ -302,7 +302,7 @@ def _health_problem(info: StackInfo) -> str | None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(info.api_url + "/health", timeout=5) as resp:  # noqa: S310 - our own URL
+        with urllib.request.urlopen(info.api_url + "/health", timeout=10) as resp:  # noqa: S310 - our own URL
             resp.read()
         return None
     except urllib.error.HTTPError as exc:

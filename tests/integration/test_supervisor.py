@@ -88,6 +88,7 @@ async def test_a_killed_postgres_is_answered_for_restarted_and_everything_resume
     await ch.subscribe()
     await wait_for(lambda: bool(system), what="'Subscribed to PostgreSQL'")
     with httpx.Client(base_url=h.api_url, headers=_keys(h), timeout=30) as http:
+        _wait_status(http, f"/rest/v1/{table}", 200)  # the schema cache has the new table
         for path in (f"/rest/v1/{table}", "/auth/v1/admin/users", "/storage/v1/bucket"):
             assert http.get(path).status_code == 200, path
 

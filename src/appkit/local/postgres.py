@@ -136,12 +136,16 @@ def collect_orphaned_clusters() -> list[Path]:
         return removed
     for home in clusters.iterdir():
         try:
-            link = Path((home / "owner").read_text().strip())
+            text = (home / "owner").read_text().strip()
         except OSError:
-            if time.time() - home.stat().st_mtime > 3600:  # a creator died before writing it
-                shutil.rmtree(home, ignore_errors=True)
-                removed.append(home)
+            text = ""
+        if not text:
+            with contextlib.suppress(OSError):
+                if time.time() - home.stat().st_mtime > 3600:  # a creator died before writing it
+                    shutil.rmtree(home, ignore_errors=True)
+                    removed.append(home)
             continue
+        link = Path(text)
         if link.is_symlink() and os.readlink(link) == str(home / "pgdata"):
             continue
         if EmbeddedPostgres(link, 0)._live_postmaster_in(home / "pgdata") is not None:
@@ -234,9 +238,11 @@ class EmbeddedPostgres:
             (_server_root() / "clusters").mkdir(mode=0o711, exist_ok=True)
             self.home.mkdir(exist_ok=True)
             self._link_project_dir()
-            write_owner = self.home / "owner"
-            if not write_owner.exists():
-                write_owner.write_text(str(self.pgdata.parent.resolve() / self.pgdata.name) + "\n")
+            owner = self.home / "owner"
+            if not owner.exists():  # written whole (temp + rename): a concurrent collector never reads half
+                tmp = self.home / f".owner-{os.getpid()}"
+                tmp.write_text(str(self.pgdata.parent.resolve() / self.pgdata.name) + "\n")
+                tmp.replace(owner)
             for p in (self.home, self.socket_dir):
                 p.mkdir(exist_ok=True)
                 os.chown(p, 0, entry.pw_gid)

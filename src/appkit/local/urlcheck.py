@@ -13,16 +13,15 @@ from urllib.parse import unquote_to_bytes
 from starlette.types import Scope
 
 
-def url_problem(scope: Scope, *, allow_nul: bool = False) -> str | None:
-    """Why the request's path or query string is unusable, or None. ``allow_nul``: NUL passes
-    (PostgREST hands such values to Postgres, which refuses them with 22021 in its 400)."""
+def url_problem(scope: Scope) -> str | None:
+    """Why the request's path or query string is unusable, or None."""
     raw_path: bytes = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "surrogateescape")
     query: bytes = scope.get("query_string", b"")
     for part, what in ((raw_path, "path"), (query.replace(b"+", b" "), "query string")):
         if b"%" not in part and b"\x00" not in part:
             continue
         decoded = unquote_to_bytes(part)
-        if b"\x00" in decoded and not allow_nul:
+        if b"\x00" in decoded:
             return f"the {what} must not contain NUL characters"
         try:
             decoded.decode("utf-8")

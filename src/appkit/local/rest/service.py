@@ -28,7 +28,6 @@ from appkit.local.rest.reads import ReadPlan
 from appkit.local.rest.rpc import Rpc
 from appkit.local.rest.schema import SchemaWatcher
 from appkit.local.rest.writes import Writes
-from appkit.local.urlcheck import url_problem
 
 log = logging.getLogger("appkit.local.rest")
 
@@ -108,9 +107,6 @@ class RestService(Rpc, Writes):
         req = RestRequest(method, path or "/", scope.get("query_string", b""), headers, prefer)
         resp: RestResponse
         try:
-            problem = url_problem(scope, allow_nul=True)
-            if problem is not None:
-                raise RestError(400, "PGRST100", problem[0].upper() + problem[1:])
             req.body = await read_body(receive, headers)
             resp = await self.handle(req)
         except RestError as err:

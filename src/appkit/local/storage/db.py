@@ -1,7 +1,7 @@
 """Database access for Storage: every request runs as the caller, like Supabase Storage.
 
 ``as_caller`` opens a transaction on the ``authenticator`` pool and switches to the
-caller's role with ``set local role`` and ``request.jwt.claims`` (+ the legacy
+caller's role (``set_config('role', ..., true)``: ``set local role``) and ``request.jwt.claims`` (+ the legacy
 ``request.jwt.claim.*`` settings), so RLS policies on ``storage.objects`` and
 ``storage.buckets`` decide (``service_role`` has BYPASSRLS). ``as_admin`` runs on a
 ``supabase_storage_admin`` pool (the owner of the storage tables, so RLS does not apply)
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -94,13 +94,14 @@ class StorageDB:
                 conn = cast(Conn, raw)
                 conn.row_factory = dict_row
                 async with conn.transaction():
-                    await conn.execute(sql.SQL("set local role {}").format(sql.Identifier(caller.role)))
+                    # one round trip: set_config('role', ..., true) is SET LOCAL ROLE (as PostgREST does)
                     await conn.execute(
-                        "select set_config('request.jwt.claims', %s, true),"
+                        "select set_config('role', %s, true),"
+                        " set_config('request.jwt.claims', %s, true),"
                         " set_config('request.jwt.claim.sub', %s, true),"
                         " set_config('request.jwt.claim.role', %s, true),"
                         " set_config('request.method', %s, true)",
-                        (json.dumps(caller.claims), caller.sub or "", caller.role, method),
+                        (caller.role, json.dumps(caller.claims), caller.sub or "", caller.role, method),
                     )
                     yield conn
         except psycopg.Error as exc:
