@@ -64,10 +64,7 @@ class AsyncJobs:
         return await self._scope.rest(SCHEMA)
 
     async def _rpc(self, function: str, params: dict[str, Any]) -> Any:
-        client = await self._rest()
-        with boundary():
-            response = await client.rpc(function, params).execute()
-        return response.data
+        return await self._scope.rpc(SCHEMA, function, params)
 
     async def enqueue(self, queue: str, payload: Any, *, run_at: datetime | None = None,
                       delay: timedelta | float | None = None, priority: int = 0, max_attempts: int = 5,

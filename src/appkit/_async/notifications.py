@@ -31,9 +31,7 @@ class AsyncNotifications:
         self._realtime = realtime
 
     async def _rpc(self, function: str, params: dict[str, Any]) -> Any:
-        client = await self._scope.rest("appkit")
-        with boundary():
-            return (await client.rpc(function, params).execute()).data
+        return await self._scope.rpc("appkit", function, params)
 
     async def send(self, user_id: UUID | str, *, title: str, body: str | None = None,
                    data: dict[str, Any] | None = None, org_id: UUID | str | None = None,

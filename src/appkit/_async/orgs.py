@@ -102,10 +102,7 @@ class AsyncOrgs:
         return await self._scope.rest(SCHEMA)
 
     async def _rpc(self, function: str, params: dict[str, Any]) -> Any:
-        client = await self._rest()
-        with boundary():
-            response = await client.rpc(function, params).execute()
-        return response.data
+        return await self._scope.rpc(SCHEMA, function, params)
 
     async def _select(self, table: str, columns: str, **eq: str) -> builtins.list[dict[str, Any]]:
         client = await self._rest()

@@ -18,10 +18,7 @@ class AsyncRateLimit:
         self._scope = scope
 
     async def _call(self, function: str, params: dict[str, Any]) -> Any:
-        client = await self._scope.rest("appkit")
-        with boundary():
-            response = await client.rpc(function, params).execute()
-        return response.data
+        return await self._scope.rpc("appkit", function, params)
 
     async def _bucket_call(self, function: str, key: str, capacity: int, refill_per_second: float,
                            cost: int) -> RateLimitResult:

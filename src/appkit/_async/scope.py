@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from postgrest import AsyncPostgrestClient
@@ -117,6 +117,14 @@ class AsyncScope:
         )
         self._rest[schema] = (token, client)
         return client
+
+    async def rpc(self, schema: str, function: str, params: dict[str, Any]) -> Any:
+        """Call ``schema.function(params)`` through PostgREST as this caller; the answer's JSON,
+        errors as ``appkit.errors`` (what every domain service over schema ``appkit`` needs)."""
+        client = await self.rest(schema)
+        with boundary():
+            response = await client.rpc(function, params).execute()
+        return response.data
 
     async def storage(self) -> AsyncStorageClient:
         token = await self.token()

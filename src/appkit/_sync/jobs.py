@@ -65,10 +65,7 @@ class Jobs:
         return self._scope.rest(SCHEMA)
 
     def _rpc(self, function: str, params: dict[str, Any]) -> Any:
-        client = self._rest()
-        with boundary():
-            response = client.rpc(function, params).execute()
-        return response.data
+        return self._scope.rpc(SCHEMA, function, params)
 
     def enqueue(self, queue: str, payload: Any, *, run_at: datetime | None = None,
                       delay: timedelta | float | None = None, priority: int = 0, max_attempts: int = 5,

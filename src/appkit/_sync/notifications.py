@@ -32,9 +32,7 @@ class Notifications:
         self._realtime = realtime
 
     def _rpc(self, function: str, params: dict[str, Any]) -> Any:
-        client = self._scope.rest("appkit")
-        with boundary():
-            return (client.rpc(function, params).execute()).data
+        return self._scope.rpc("appkit", function, params)
 
     def send(self, user_id: UUID | str, *, title: str, body: str | None = None,
                    data: dict[str, Any] | None = None, org_id: UUID | str | None = None,

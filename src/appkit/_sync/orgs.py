@@ -103,10 +103,7 @@ class Orgs:
         return self._scope.rest(SCHEMA)
 
     def _rpc(self, function: str, params: dict[str, Any]) -> Any:
-        client = self._rest()
-        with boundary():
-            response = client.rpc(function, params).execute()
-        return response.data
+        return self._scope.rpc(SCHEMA, function, params)
 
     def _select(self, table: str, columns: str, **eq: str) -> builtins.list[dict[str, Any]]:
         client = self._rest()

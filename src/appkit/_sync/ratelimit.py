@@ -19,10 +19,7 @@ class RateLimit:
         self._scope = scope
 
     def _call(self, function: str, params: dict[str, Any]) -> Any:
-        client = self._scope.rest("appkit")
-        with boundary():
-            response = client.rpc(function, params).execute()
-        return response.data
+        return self._scope.rpc("appkit", function, params)
 
     def _bucket_call(self, function: str, key: str, capacity: int, refill_per_second: float,
                            cost: int) -> RateLimitResult:

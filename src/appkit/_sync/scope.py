@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from postgrest import SyncPostgrestClient
@@ -118,6 +118,14 @@ class Scope:
         )
         self._rest[schema] = (token, client)
         return client
+
+    def rpc(self, schema: str, function: str, params: dict[str, Any]) -> Any:
+        """Call ``schema.function(params)`` through PostgREST as this caller; the answer's JSON,
+        errors as ``appkit.errors`` (what every domain service over schema ``appkit`` needs)."""
+        client = self.rest(schema)
+        with boundary():
+            response = client.rpc(function, params).execute()
+        return response.data
 
     def storage(self) -> SyncStorageClient:
         token = self.token()
