@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import jwt
+import psycopg
 
 SCHEMA_SQL = """
 drop table if exists public.rest_film_actors, public.rest_actors, public.rest_films, public.rest_books,
@@ -123,19 +124,26 @@ def user_token(secret: str, sub: str, role: str = "authenticated", exp_in: int =
     )
 
 
-def wait_for_tables(base: str, key: str, tables: list[str], timeout: float = 20) -> None:
-    """Poll until the REST schema cache serves every table."""
+def wait_for_tables(base: str, key: str, tables: list[str], timeout: float = 20, db_url: str | None = None) -> None:
+    """Poll until the REST schema cache serves every table. With ``db_url``, ``NOTIFY pgrst`` is
+    sent again every second while waiting: a notification sent while the schema listener was
+    reconnecting (other tests terminate the stack's backends) is lost, as with PostgREST."""
     headers = {"apikey": key, "Authorization": f"Bearer {key}"}
     deadline = time.monotonic() + timeout
     pending = list(tables)
+    notified = time.monotonic()
     while pending and time.monotonic() < deadline:
         # a generous per-request timeout: right after connection-heavy tests the stack's pools may
-        # still be backing off from refused connections (seen: ~7 s; see BENCHMARKS/closing notes)
+        # still be reconnecting
         r = httpx.get(f"{base}/{pending[0]}", params={"limit": "0"}, headers=headers, timeout=60)
         if r.status_code == 200:
             pending.pop(0)
-        else:
-            time.sleep(0.05)
+            continue
+        if db_url is not None and time.monotonic() - notified > 1:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("notify pgrst, 'reload schema'")
+            notified = time.monotonic()
+        time.sleep(0.05)
     if pending:
         raise RuntimeError(f"schema cache never showed {pending}")
 

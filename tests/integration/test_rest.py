@@ -24,7 +24,7 @@ def rest_db(stack: StackHandle) -> Iterator[str]:
         conn.execute(SCHEMA_SQL)
         conn.execute("notify pgrst, 'reload schema'")
     base = stack.api_url + "/rest/v1"
-    wait_for_tables(base, stack.service_role_key, TABLES)
+    wait_for_tables(base, stack.service_role_key, TABLES, timeout=60, db_url=stack.db_url)
     yield base
 
 

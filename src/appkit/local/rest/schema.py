@@ -521,6 +521,6 @@ class SchemaWatcher:
                 raise
             except Exception as exc:  # connection dropped (db reset, restart): retry
                 self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                log.debug("schema listener: %s; reconnecting", self.last_error)
+                log.warning("schema listener: %s; reconnecting", self.last_error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
