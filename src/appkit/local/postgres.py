@@ -252,6 +252,7 @@ class EmbeddedPostgres:
         if _is_root():
             entry = _ensure_system_user()
             (_server_root() / "clusters").mkdir(mode=0o711, exist_ok=True)
+            self._forget_strangers_cluster()
             self.home.mkdir(exist_ok=True)
             self._link_project_dir()
             owner = self.home / "owner"
@@ -268,6 +269,17 @@ class EmbeddedPostgres:
             collect_orphaned_clusters()
         else:
             self.socket_dir.mkdir(parents=True, exist_ok=True)
+
+    def _forget_strangers_cluster(self) -> None:
+        """A cluster at :attr:`home` that the project does not link to was left by a deleted project
+        that lived at the same path (its data is not this project's): stop its server if one is
+        left running, and remove it, so this project starts from an empty cluster."""
+        if not self.home.exists() or self.pgdata.is_symlink() or self.pgdata.exists():
+            return
+        log.warning("removing the cluster %s left by a deleted project at %s", self.home, self.pgdata.parent)
+        if self._live_postmaster() is not None:
+            self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def _link_project_dir(self) -> None:
         """Point ``pgdata`` at the server-root data directory; a cluster an earlier version
