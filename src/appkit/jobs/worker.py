@@ -269,11 +269,9 @@ class Worker:
         installed: list[signal.Signals] = []
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
+                with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
                     self._loop.add_signal_handler(sig, self._on_signal)
                     installed.append(sig)
-                except (NotImplementedError, RuntimeError):  # not the main thread
-                    pass
         try:
             await run.main(self._stop)
         finally:
