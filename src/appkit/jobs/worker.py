@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import random
@@ -91,8 +92,12 @@ class Handler:
 
 @dataclass(slots=True)
 class _Running:
+    """A claimed job: waiting in the inbox (``task`` None) or run by the consumer ``task``."""
+
     ctx: JobContext
-    task: asyncio.Task[None]
+    handler: Handler
+    payload: Any
+    task: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -313,6 +318,9 @@ class _Run:
         self.queues = queues
         self.state = _State(maybe_ready=set(queues))
         self.running: dict[int, _Running] = {}
+        self.inbox: asyncio.Queue[_Running] = asyncio.Queue()
+        self.consumers: list[asyncio.Task[None]] = []
+        self.idle = asyncio.Event()
         self.wake = asyncio.Event()
         self.executor = ThreadPoolExecutor(max_workers=worker.concurrency, thread_name_prefix="appkit-job")
         self.limits: dict[str, int | None] = dict.fromkeys(queues)
@@ -329,6 +337,8 @@ class _Run:
                                        name="appkit-jobs-listen")
         maintenance = asyncio.create_task(self._maintain(), name="appkit-jobs-maintenance")
         pump = asyncio.create_task(self._pump(), name="appkit-jobs-pump")
+        self.consumers = [asyncio.create_task(self._consume(), name=f"appkit-jobs-consumer-{i}")
+                          for i in range(self.w.concurrency)]
         stopper = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait({pump, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -340,9 +350,9 @@ class _Run:
             self.wake.set()
             await pump
         finally:
-            for task in (listener, maintenance, stopper, pump):
+            for task in (listener, maintenance, stopper, pump, *self.consumers):
                 task.cancel()
-            await asyncio.gather(listener, maintenance, stopper, pump, return_exceptions=True)
+            await asyncio.gather(listener, maintenance, stopper, pump, *self.consumers, return_exceptions=True)
             if self.conn is not None:
                 await self.conn.close()
             self.executor.shutdown(wait=False, cancel_futures=True)
@@ -350,18 +360,18 @@ class _Run:
 
     async def _drain(self) -> None:
         """Let in-flight jobs finish within the grace period; release the rest."""
-        tasks = [r.task for r in self.running.values()]
-        if tasks and not self.w._hard_stop:
+        if self.running and not self.w._hard_stop:
             deadline = time.monotonic() + self.w.shutdown_grace
             while self.running and not self.w._hard_stop and time.monotonic() < deadline:
-                await asyncio.wait([r.task for r in self.running.values()],
-                                   timeout=min(0.25, max(deadline - time.monotonic(), 0.01)))
+                self.idle.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.idle.wait(), min(0.25, max(deadline - time.monotonic(), 0.01)))
         leftover = list(self.running.values())
         if not leftover:
             return
         log.warning("releasing %d job(s) that did not finish in time", len(leftover))
-        for r in leftover:
-            r.task.cancel()
+        for task in self.consumers:  # stops the jobs they run; the inbox's jobs are never started
+            task.cancel()
         ids = [r.ctx.id for r in leftover]
         attempts = [r.ctx.attempt for r in leftover]
         for r in leftover:
@@ -466,25 +476,44 @@ class _Run:
             }
             if concurrency is None:
                 cur = await conn.execute(QUERIES["claim_jobs"], params)
-                rows = await cur.fetchall()
+                row = await cur.fetchone()
             else:
                 async with conn.transaction():
                     await conn.execute(QUERIES["lock_queue"], {"queue": queue})
                     cur = await conn.execute(QUERIES["claim_jobs"], params)
-                    rows = await cur.fetchall()
+                    row = await cur.fetchone()
             del self.state.succeeded[: len(done)]
-            if len(rows) < limit:
+            claimed = self._start(queue, row) if row is not None else 0
+            if claimed < limit:
                 self.state.maybe_ready.discard(queue)
-            for row in rows:
-                self._start(row)
 
-    def _start(self, row: tuple[Any, ...]) -> None:
-        job_id, queue, payload, attempt, max_attempts, priority, created_at = row
+    def _start(self, queue: str, row: tuple[Any, ...]) -> int:
+        """Hand a claimed batch (one row of parallel arrays) to the consumers; returns its size."""
+        ids, attempts, max_attempts, priorities, created, payloads = row
         handler = self.w.handlers[queue]
-        ctx = JobContext(id=job_id, queue=queue, attempt=attempt, max_attempts=max_attempts, priority=priority,
-                         created_at=created_at, worker_id=self.w.id)
-        task = asyncio.create_task(self._execute(ctx, handler, payload))
-        self.running[job_id] = _Running(ctx, task)
+        parsed = json.loads(payloads)
+        for i, job_id in enumerate(ids):
+            ctx = JobContext(id=job_id, queue=queue, attempt=attempts[i], max_attempts=max_attempts[i],
+                             priority=priorities[i], created_at=created[i], worker_id=self.w.id)
+            job = _Running(ctx, handler, parsed[i])
+            self.running[job_id] = job
+            self.inbox.put_nowait(job)
+        return len(ids)
+
+    async def _consume(self) -> None:
+        """One of ``concurrency`` consumers: runs the inbox's jobs one after another."""
+        me = asyncio.current_task()
+        while True:
+            job = await self.inbox.get()
+            if job.ctx.id not in self.running:  # released meanwhile
+                continue
+            job.task = me
+            try:
+                await self._execute(job.ctx, job.handler, job.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in the worker itself: keep this consumer alive
+                log.exception("job %d (%s): worker error", job.ctx.id, job.ctx.queue)
 
     async def _execute(self, ctx: JobContext, handler: Handler, payload: Any) -> None:
         started = time.perf_counter()
@@ -519,6 +548,8 @@ class _Run:
             current = self.running.get(ctx.id)
             if current is not None and current.ctx is ctx:
                 del self.running[ctx.id]
+                if not self.running:
+                    self.idle.set()
             self.wake.set()
 
     def _extra(self, ctx: JobContext) -> dict[str, Any]:
@@ -561,7 +592,7 @@ class _Run:
     async def _heartbeat(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         if not self.running:
             return
-        jobs = [r.ctx for r in self.running.values()]
+        jobs = [r.ctx for r in self.running.values()]  # the inbox's too: they are claimed
         await conn.execute(QUERIES["extend_leases"], {
             "ids": [c.id for c in jobs], "attempts": [c.attempt for c in jobs], "worker": self.w.id,
             "lease": self.w.lease,
