@@ -372,6 +372,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
                 srv0 = server_cpu(postmaster) if postmaster else 0.0
                 result = await runners[name]()
                 result["client_cpu_s"] = time.process_time() - cpu0
+                await asyncio.sleep(0.5)  # the run's backends exit and are reaped (their CPU moves to the postmaster)
                 result["server_cpu_s"] = server_cpu(postmaster) - srv0 if postmaster else float("nan")
                 throughput[name].append(result)
                 rate = count[name] / (result["enqueue_s"] + result["process_s"])
