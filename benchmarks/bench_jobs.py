@@ -17,6 +17,9 @@ of its own in that one database and runs in this process (one event loop, like a
    ``batch_size = --batch``, ``max_concurrent_tasks = --concurrency``, drain mode;
    procrastinate ``concurrency = --procrastinate-concurrency`` (it fetches one job per
    query; 1, 5, 10 and 20 measured within noise of each other here), ``wait=False`` (exit when empty).
+   Also reported: CPU time per job, of this process (enqueuer + worker, ``time.process_time``)
+   and of the Postgres server (postmaster + exited and live backends, from /proc; NaN for a
+   server on another machine), which a shared machine's load distorts less than the rates.
 2. **Latency** — an idle worker waits on LISTEN; ``--latency-samples`` jobs are enqueued one
    at a time, 20 ms apart; enqueue -> handler start, p50/p95/p99 (perf_counter, one process).
 3. **Retention** (``--retention-jobs``) — appkit only: the queue's retention set to 0 s,
