@@ -166,13 +166,13 @@ def main() -> None:
     base_rate = rows[0][1]["requests"] / rows[0][1]["seconds"]
     print(f"\nLoad benchmark: {args.connections} connections, wrk -t 2; {os.cpu_count()} CPUs, "
           f"load average at the end {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}\n")
-    print("| run | requests | req/s | ratio to /health | errors | p50 ms | p90 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | requests | req/s | ratio to /health | errors | p50 ms | p90 ms | p99 ms | max ms | p99 / p50 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, r in rows:
         rate = r["requests"] / r["seconds"]
         errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
         print(f"| {label} | {int(r['requests']):,} | {rate:,.0f} | {rate / base_rate:.2f} | {int(errors)} | "
-              f"{r['p50']:.0f} | {r['p90']:.0f} | {r['p99']:.0f} | {r['max']:.0f} |")
+              f"{r['p50']:.0f} | {r['p90']:.0f} | {r['p99']:.0f} | {r['max']:.0f} | {r['p99'] / r['p50']:.1f} |")
 
 
 if __name__ == "__main__":
