@@ -38,6 +38,7 @@ class Rpc(Reads):
             raise RestError(
                 404, "PGRST202", f"Could not find the function {schema}.{name} in the schema cache",
                 hint="Perhaps you meant to call a different function, or the schema cache is stale.",
+                missing=("function", schema, name),
             )
         prefer = self._prefer(req)
         body: Any = None
@@ -168,6 +169,7 @@ class Rpc(Reads):
                 hint="Perhaps you meant to call a different function, or the schema cache is stale.",
                 details=f"Searched for the function {schema}.{name} with parameters {args_text or '(none)'}, "
                         "but no matches were found in the schema cache.",
+                missing=("function", schema, name),
             )
         if len(cands) > 1:
             raise RestError(

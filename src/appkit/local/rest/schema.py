@@ -459,9 +459,41 @@ async def load_db_config(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in await cur.fetchall()}
 
 
+#: whether an object a request missed in the cache exists in the database after all, with the
+#: cache's own filters (a relation in ``TABLES_SQL``, the number of overloads in ``FUNCTIONS_SQL``)
+TABLE_EXISTS_SQL = """
+select exists(select from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname = %s and c.relname = %s and c.relkind in ('r', 'v', 'm', 'f', 'p')
+                and not c.relispartition)
+"""
+FUNCTION_COUNT_SQL = """
+select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where n.nspname = %s and p.proname = %s and p.prokind = 'f'
+"""
+#: seconds between two reloads forced by requests (a stale name asked for again and again
+#: costs one reload per interval, not one per request)
+FORCED_RELOAD_INTERVAL = 1.0
+
+
+async def is_stale(conn: psycopg.AsyncConnection[Any], cache: SchemaCache, kind: str, schema: str,
+                   name: str) -> bool:
+    """Whether the database holds the table (``kind`` "table") or overloads of the function
+    (``kind`` "function") ``schema.name`` differently from ``cache``: one catalog lookup."""
+    if kind == "table":
+        row = await (await conn.execute(TABLE_EXISTS_SQL, (schema, name))).fetchone()
+        return bool(row and row[0]) and (schema, name) not in cache.tables
+    row = await (await conn.execute(FUNCTION_COUNT_SQL, (schema, name))).fetchone()
+    return row is not None and int(row[0]) != len(cache.functions.get((schema, name), []))
+
+
 class SchemaWatcher:
     """Keeps a :class:`SchemaCache` fresh: LISTEN pgrst on a dedicated connection that
-    reconnects when dropped (and reloads on every reconnect)."""
+    reconnects when dropped (and reloads on every reconnect).
+
+    A ``NOTIFY pgrst`` sent while the listener is down is lost (as with PostgREST), and one in
+    flight may arrive after the next request; the reload on reconnect catches up, and a
+    request that misses an object which exists in the database asks for a reload
+    (:meth:`refresh`) instead of answering 404 meanwhile."""
 
     def __init__(self, conninfo: str, schemas: list[str],
                  on_config: Callable[[dict[str, str]], None] | None = None) -> None:
@@ -476,6 +508,8 @@ class SchemaWatcher:
         self._version = 0
         self._stopping = False
         self.last_error: str | None = None
+        self._forced: asyncio.Task[None] | None = None
+        self._forced_at = -FORCED_RELOAD_INTERVAL
 
     async def start(self, timeout: float = 30) -> None:
         self._task = asyncio.create_task(self._run(), name="appkit-rest-schema")
@@ -496,6 +530,29 @@ class SchemaWatcher:
                 self.on_config(self.db_config)
             self.cache = await load_schema(conn, self.schemas, self._version)
         self._ready.set()
+
+    async def refresh(self, seen: SchemaCache) -> SchemaCache | None:
+        """A cache newer than ``seen``: the current one if it is already newer, else after a
+        reload (shared by concurrent callers, at most one per :data:`FORCED_RELOAD_INTERVAL`).
+        ``None`` if the reload failed."""
+        if self.cache is not None and self.cache is not seen:
+            return self.cache
+        if self._forced is None or self._forced.done():
+            self._forced = asyncio.create_task(self._forced_reload(), name="appkit-rest-schema-refresh")
+        try:
+            await asyncio.shield(self._forced)
+        except Exception as exc:
+            log.warning("schema reload for a request failed: %s", exc)
+            return None
+        return self.cache if self.cache is not seen else None
+
+    async def _forced_reload(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._forced_at + FORCED_RELOAD_INTERVAL - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._forced_at = loop.time()
+        await self.reload()
 
     async def _run(self) -> None:
         delay = 0.1
