@@ -105,8 +105,11 @@ class Rpc(Reads):
                 resp.body = resp.body[1:-1].strip() if resp.body != b"[]" else b"null"
             return resp
         if fn.return_kind == "void":
-            inner_call = f"SELECT {call} FROM {args_from}" if args_from else f"SELECT {call}"
-            sql_text = f"SELECT {RESPONSE_GUCS} FROM ({inner_call} OFFSET 0) AS pgrst_t"
+            inner_call = f"SELECT {call} AS v FROM {args_from}" if args_from else f"SELECT {call} AS v"
+            # the outer query reads the call's result: an output nobody reads is dropped by the
+            # planner when the function is not volatile, and a stable/immutable function's call
+            # (its RAISE, its response.* settings) would never run (PostgREST aggregates the row)
+            sql_text = f"SELECT {RESPONSE_GUCS}, pgrst_t.v IS NULL FROM ({inner_call} OFFSET 0) AS pgrst_t"
             vrow, _ = await self.execute(req, caller, schema, sql_text, params.values, read_only=read_only,
                                          rollback=rollback)
             assert vrow is not None

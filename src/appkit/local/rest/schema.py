@@ -165,6 +165,14 @@ join pg_type rt on rt.oid = p.prorettype
 where n.nspname = any(%(schemas)s) and p.prokind = 'f'
 """
 
+#: the attributes of composite types functions return that are not exposed tables' row types
+#: (``create type ... as (...)``, or a table of another schema)
+COMPOSITE_COLUMNS_SQL = """
+select a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod)
+from pg_attribute a where a.attrelid = any(%(oids)s) and a.attnum > 0 and not a.attisdropped
+order by a.attrelid, a.attnum
+"""
+
 ROLE_SETTINGS_SQL = """
 select r.rolname, s.setconfig from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
 where s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
@@ -254,8 +262,14 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
             await cur.execute(TYPES_SQL, {"oids": sorted(type_oids)})
             for oid, fmt, typname in await cur.fetchall():
                 types[int(oid)] = (fmt, typname)
+        composite_oids = sorted({int(row[12]) for row in rows if row[11] == "c" and row[12] and row[12] not in by_oid})
+        composites: dict[int, list[tuple[str, str]]] = {}
+        if composite_oids:
+            await cur.execute(COMPOSITE_COLUMNS_SQL, {"oids": composite_oids})
+            for relid, attname, fmt in await cur.fetchall():
+                composites.setdefault(int(relid), []).append((str(attname), str(fmt)))
         for row in rows:
-            fn = _function_from_row(row, types, by_oid)
+            fn = _function_from_row(row, types, by_oid, composites)
             if fn is not None:
                 cache.functions.setdefault((fn.schema, fn.name), []).append(fn)
     return cache
@@ -263,6 +277,7 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
 
 def _function_from_row(
     row: tuple[Any, ...], types: dict[int, tuple[str, str]], by_oid: dict[int, Table],
+    composites: dict[int, list[tuple[str, str]]],
 ) -> Function | None:
     (schema, name, oid, argnames, argmodes, argtypes, ndefaults, nargs, _rettype, retfmt, rettypname,
      rettyptype, reltypid, retset, volatility, descr, _variadic) = row
@@ -300,6 +315,8 @@ def _function_from_row(
         t = by_oid.get(int(reltypid)) if reltypid else None
         if t is not None:
             ret_table = (t.schema, t.name)
+        elif not outs:  # a standalone composite type: its attributes are the result's columns
+            outs = list(composites.get(int(reltypid), [])) if reltypid else []
     return Function(
         schema, name, int(oid), args, retfmt, rettypname, bool(retset), kind, ret_table, outs,
         str(volatility), descr,
