@@ -15,12 +15,10 @@ from appkit.local.rest.builder import (
 )
 from appkit.local.rest.errors import RestError
 from appkit.local.rest.executor import RestCaller
+from appkit.local.rest.headers import Prefer
 from appkit.local.rest.http import RestRequest, RestResponse, json_body
 from appkit.local.rest.negotiation import apply_response_gucs, singular_error
-from appkit.local.rest.parser import (
-    NodeQuery,
-    Prefer,
-)
+from appkit.local.rest.parser import NodeQuery
 from appkit.local.rest.plan import parse_plan
 from appkit.local.rest.reads import Reads
 from appkit.local.rest.schema import Column, Function, SchemaCache
