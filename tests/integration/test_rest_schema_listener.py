@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 
+from appkit.local.rest.schema import is_stale, load_schema
 from tests.rest_support import wait_for_tables
 from tests.support import StackHandle
 
@@ -61,3 +62,31 @@ def test_a_missing_table_still_answers_404_promptly(stack: StackHandle) -> None:
                 break
         r = http.get("/no_such_table_here")
         assert r.status_code == 404 and r.json()["code"] == "PGRST205"
+
+
+async def test_stale_means_the_catalog_differs_from_what_the_cache_read(stack: StackHandle) -> None:
+    """A name the cache read but cannot serve (a trigger function) is not stale: calling it
+    again and again must not reload the cache each time; a table or function created after
+    the load is."""
+    schemas = ["public"]
+    suffix = uuid.uuid4().hex[:8]
+    async with await psycopg.AsyncConnection.connect(stack.db_url, autocommit=True) as conn:
+        try:
+            await conn.execute(f"create function public.trig_{suffix}() returns trigger language plpgsql"  # type: ignore[arg-type]
+                               " as $$ begin return new; end $$")
+            cache = await load_schema(conn, schemas, 1)
+            assert ("public", f"trig_{suffix}") not in cache.functions
+            assert not await is_stale(conn, cache, "function", "public", f"trig_{suffix}")
+            assert not await is_stale(conn, cache, "table", "public", f"nothing_{suffix}")
+            assert not await is_stale(conn, cache, "function", "public", f"nothing_{suffix}")
+            await conn.execute(f"create table public.new_{suffix} (id int)")  # type: ignore[arg-type]
+            await conn.execute(f"create function public.fn_{suffix}() returns int language sql"  # type: ignore[arg-type]
+                               " as $$ select 1 $$")
+            assert await is_stale(conn, cache, "table", "public", f"new_{suffix}")
+            assert await is_stale(conn, cache, "function", "public", f"fn_{suffix}")
+            fresh = await load_schema(conn, schemas, 2)
+            assert not await is_stale(conn, fresh, "table", "public", f"new_{suffix}")
+            assert not await is_stale(conn, fresh, "function", "public", f"fn_{suffix}")
+        finally:
+            await conn.execute(f"drop table if exists public.new_{suffix}; "  # type: ignore[arg-type]
+                               f"drop function if exists public.fn_{suffix}(), public.trig_{suffix}()")

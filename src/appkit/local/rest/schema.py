@@ -197,6 +197,8 @@ class SchemaCache:
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     timezones: set[str] = field(default_factory=set)
     version: int = 0
+    #: pg_proc rows read per (schema, name), kept or not (for :func:`is_stale`)
+    function_rows: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def rels_from(self, table: tuple[str, str]) -> list[Relationship]:
         return self.relationships.get(table, [])
@@ -269,6 +271,8 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
             for relid, attname, fmt in await cur.fetchall():
                 composites.setdefault(int(relid), []).append((str(attname), str(fmt)))
         for row in rows:
+            proc = (str(row[0]), str(row[1]))
+            cache.function_rows[proc] = cache.function_rows.get(proc, 0) + 1
             fn = _function_from_row(row, types, by_oid, composites)
             if fn is not None:
                 cache.functions.setdefault((fn.schema, fn.name), []).append(fn)
@@ -477,7 +481,7 @@ async def load_db_config(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
 
 
 #: whether an object a request missed in the cache exists in the database after all, with the
-#: cache's own filters (a relation in ``TABLES_SQL``, the number of overloads in ``FUNCTIONS_SQL``)
+#: cache's own filters (a relation in ``TABLES_SQL``, the number of rows of ``FUNCTIONS_SQL``)
 TABLE_EXISTS_SQL = """
 select exists(select from pg_class c join pg_namespace n on n.oid = c.relnamespace
               where n.nspname = %s and c.relname = %s and c.relkind in ('r', 'v', 'm', 'f', 'p')
@@ -500,7 +504,9 @@ async def is_stale(conn: psycopg.AsyncConnection[Any], cache: SchemaCache, kind:
         row = await (await conn.execute(TABLE_EXISTS_SQL, (schema, name))).fetchone()
         return bool(row and row[0]) and (schema, name) not in cache.tables
     row = await (await conn.execute(FUNCTION_COUNT_SQL, (schema, name))).fetchone()
-    return row is not None and int(row[0]) != len(cache.functions.get((schema, name), []))
+    # compared with the rows the cache read, not the functions it kept: one it cannot serve
+    # (a trigger function) must not make every call to it reload the cache
+    return row is not None and int(row[0]) != cache.function_rows.get((schema, name), 0)
 
 
 class SchemaWatcher:
