@@ -49,3 +49,18 @@ select jsonb_build_object(
          'iat', extract(epoch from now())::bigint, 'exp', extract(epoch from now())::bigint + 3600
        )::text as claims, u.email
 from auth.users u where u.id = %(id)s;
+
+-- name: user_sessions
+-- A user's sessions, newest first (the Users page; GoTrue has no admin endpoint listing them).
+select id, created_at, updated_at, refreshed_at, aal::text as aal, not_after, user_agent, host(ip) as ip
+from auth.sessions where user_id = %(id)s order by created_at desc nulls last limit 100;
+
+-- name: has_memberships
+-- Whether the database has appkit's organizations (a hosted project may not).
+select to_regclass('appkit.memberships') is not null as present;
+
+-- name: user_memberships
+-- The organizations a user belongs to, with their role.
+select o.id, o.name, o.slug, m.role, m.created_at
+from appkit.memberships m join appkit.organizations o on o.id = m.org_id
+where m.user_id = %(id)s order by o.name;
