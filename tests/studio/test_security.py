@@ -42,7 +42,7 @@ def _offline_client(pages: list[Page]) -> TestClient:
 def test_every_page_module_registers_and_protects_its_posts() -> None:
     pages = discover()
     assert pages[0].name == "overview"
-    assert {"overview", "tables", "users", "mail"} <= {p.name for p in pages}
+    assert {"overview", "tables", "users", "advisors", "migrations", "mail"} <= {p.name for p in pages}
     create_app(OFFLINE)  # raises if any page has a POST route without @csrf_protect
 
 

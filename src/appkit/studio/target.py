@@ -91,8 +91,10 @@ class Studio:
                         "application_name": "appkit studio"})
             await pool.open(wait=False)
             self._pool = pool
+            self.advisors.warm()
 
     async def close(self) -> None:
+        await self.advisors.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
