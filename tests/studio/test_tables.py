@@ -108,6 +108,13 @@ def test_tables_list_shows_schemas_and_tables(studio: TestClient, notes: str) ->
     assert 'id="schema-auth"' in resp.text and 'id="schema-public"' in resp.text
 
 
+def test_tables_list_carries_view_as(studio: TestClient, notes: str, users: tuple[str, str]) -> None:
+    a, _ = users
+    resp = studio.get("/tables", params={"as": a})
+    assert resp.status_code == 200 and f'href="/tables/public/{notes}?as={a}"' in resp.text
+    assert studio.get("/tables", params={"as": "nobody"}).status_code == 400
+
+
 def test_keyset_paging_visits_every_row_once(studio: TestClient, notes: str) -> None:
     ids = _walk(studio, f"{URL}?limit=50", 0)
     assert ids == [str(i) for i in range(1, 121)]

@@ -29,10 +29,11 @@ def _grid_url(schema: str, table: str, params: list[tuple[str, str]]) -> str:
 async def index(request: Request) -> Response:
     async with studio_of(request).db() as conn:
         tables = await grid.list_tables(conn)
+        who = await grid.caller(conn, request.query_params.get("as"))  # carried into each table's link
     schemas: dict[str, list[dict[str, Any]]] = {}
     for t in tables:
         schemas.setdefault(t["schema"], []).append(t)
-    return render(request, "tables.html", {"schemas": schemas}, active="tables")
+    return render(request, "tables.html", {"schemas": schemas, "who": who, "as_param": who.param}, active="tables")
 
 
 def _params(request: Request) -> list[tuple[str, str]]:
