@@ -140,3 +140,55 @@ def test_state_changes_need_the_csrf_token(stack: StackHandle, admin: AppKit) ->
         assert r.status_code == 403
     assert admin.files.download(name, "keep.txt") == b"keep"
     assert [e.name for e in admin.files.list(name)] == ["keep.txt"]
+
+
+def test_chunked_upload_resumes_and_stores_the_object(stack: StackHandle, admin: AppKit) -> None:
+    name = _bucket()
+    admin.files.create_bucket(name)
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    upload_id = uuid.uuid4().hex
+    base = f"/storage/{name}/-/chunks?id={upload_id}&total={len(payload)}&path=big/data.bin"
+    with studio_client(stack) as client:
+        token = csrf(client, "/storage")
+        headers = {"X-CSRF-Token": token, "Content-Type": "application/octet-stream"}
+        assert client.get(base).json() == {"offset": 0}
+        r = client.post(base + "&offset=0", content=payload[:1_000_000], headers=headers)
+        assert r.status_code == 200 and r.json() == {"offset": 1_000_000}
+        # a client that lost the answer resends from 0: told where the server is
+        r = client.post(base + "&offset=0", content=payload[:1_000_000], headers=headers)
+        assert r.status_code == 409 and r.json()["offset"] == 1_000_000
+        assert client.get(base).json() == {"offset": 1_000_000}
+        r = client.post(base + "&offset=1000000", content=payload[1_000_000:2_500_000], headers=headers)
+        assert r.json() == {"offset": 2_500_000}
+        r = client.post(base + "&offset=2500000", content=payload[2_500_000:], headers=headers)
+        assert r.status_code == 201 and r.json()["done"] is True
+        assert r.headers["location"] == f"/storage/{name}/big/data.bin"
+        assert admin.files.download(name, "big/data.bin") == payload
+        assert client.get(base).json() == {"offset": 0}  # the partial file is gone
+
+
+def test_chunked_upload_bad_input(stack: StackHandle, admin: AppKit) -> None:
+    name = _bucket()
+    admin.files.create_bucket(name)
+    upload_id = uuid.uuid4().hex
+    with studio_client(stack) as client:
+        token = csrf(client, "/storage")
+        headers = {"X-CSRF-Token": token, "Content-Type": "application/octet-stream"}
+        ok = f"/storage/{name}/-/chunks?id={upload_id}&total=10&path=a.bin&offset=0"
+        cases = {
+            f"/storage/{name}/-/chunks?id=../../etc&total=10&path=a.bin&offset=0": 400,
+            f"/storage/{name}/-/chunks?id={upload_id}&total=x&path=a.bin&offset=0": 400,
+            f"/storage/{name}/-/chunks?id={upload_id}&total=10&path=a.bin": 400,
+            f"/storage/{name}/-/chunks?id={upload_id}&total=10&path=../a.bin&offset=0": 400,
+            f"/storage/{name}/-/chunks?id={upload_id}&total=4&path=a.bin&offset=0": 400,  # past the total
+        }
+        got = {p: client.post(p, content=b"0123456789", headers=headers).status_code for p in cases}
+        assert got == cases
+        assert client.get(f"/storage/{name}/-/chunks?id=nope").status_code == 400
+        assert client.post(ok, content=b"0123456789",
+                           headers={"Content-Type": "application/octet-stream"}).status_code == 403
+        assert client.post(ok, content=b"x" * (8 * 1024 * 1024 + 1), headers=headers).status_code == 413
+        # a bucket that does not exist: the last chunk's store fails with a 4xx, and nothing is left behind
+        missing = f"/storage/no-such-{name}/-/chunks?id={uuid.uuid4().hex}&total=3&path=a.bin&offset=0"
+        assert 400 <= client.post(missing, content=b"abc", headers=headers).status_code < 500
+    assert admin.files.list(name) == []

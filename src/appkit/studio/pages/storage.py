@@ -1,12 +1,19 @@
-"""The Storage page: buckets (create, settings, empty, delete) and a file browser with folders: upload
-(a form or drag and drop; files over 6 MB go on to the project with resumable TUS uploads), download,
-move, delete and signed links. Everything goes through ``app.admin.files``; bytes pass through this
-server (streamed to a temporary file), so the browser never holds a storage key."""
+"""The Storage page: buckets (create, settings, empty, delete) and a file browser with folders: upload,
+download, move, delete and signed links. Everything goes through ``app.admin.files``; bytes pass through
+this server (streamed to a temporary file), so the browser never holds a storage key.
+
+Uploads: the form posts the files (it works without JavaScript; drag and drop fills it). With
+JavaScript, a file over :data:`CHUNKED_FROM` bytes is sent in chunks instead (``storage.js``): each
+``POST /storage/<bucket>/-/chunks?id=&offset=&total=&path=`` appends to a partial file here, a chunk at
+the wrong offset answers 409 with the offset the server has, and ``GET`` of the same URL tells where to
+resume after a dropped connection. The last chunk sends the file on to the project (over 6 MB with the
+SDK's resumable TUS upload)."""
 
 from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,7 +23,7 @@ from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from appkit.studio.pages import Page
@@ -26,6 +33,10 @@ from appkit.studio.security import csrf_protect
 from appkit.studio.target import studio_of
 
 PAGE_SIZE = 100
+#: files at least this large are uploaded in chunks by storage.js
+CHUNKED_FROM = 6 * 1024 * 1024
+MAX_CHUNK = 8 * 1024 * 1024
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 #: what Supabase Studio stores to make an empty folder visible
 FOLDER_PLACEHOLDER = ".emptyFolderPlaceholder"
 
@@ -120,6 +131,7 @@ async def browse(request: Request) -> Response:
         return render(request, "storage_folder.html", {
             "bucket": info, "prefix": prefix, "entries": entries, "crumbs": _crumbs(bucket, prefix),
             "offset": offset, "next_offset": offset + PAGE_SIZE if more else None, "url_of": url_of,
+            "chunked_from": CHUNKED_FROM,
         }, active="storage")
     path = _clean(raw)
     if f.checkbox(request.query_params, "download"):
@@ -224,6 +236,61 @@ async def sign(request: Request) -> Response:
     }, active="storage")
 
 
+def _partial(request: Request) -> tuple[Path, int]:
+    """The partial file of the chunked upload named by ``?id=`` and its size so far."""
+    upload_id = f.text(request.query_params, "id", max_len=40)
+    if not _UPLOAD_ID.match(upload_id):
+        raise HTTPException(400, "id must be 32 hex digits")
+    folder = Path(tempfile.gettempdir()) / "appkit-studio-uploads"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"{upload_id}.part"
+    return path, path.stat().st_size if path.exists() else 0
+
+
+async def chunk_offset(request: Request) -> Response:
+    """Where a chunked upload resumes: the bytes the server holds."""
+    _bucket(request)
+    _, size = _partial(request)
+    return JSONResponse({"offset": size})
+
+
+@csrf_protect
+async def chunk(request: Request) -> Response:
+    """Append one chunk at ``offset``; the last one (``offset + len == total``) stores the object."""
+    bucket = _bucket(request)
+    q = request.query_params
+    partial, size = _partial(request)
+    offset = f.integer(q, "offset", default=None, lo=0, hi=2**53)
+    total = f.integer(q, "total", default=None, lo=1, hi=2**53)
+    if offset is None or total is None:
+        raise HTTPException(400, "offset and total are required")
+    path = _clean(f.text(q, "path", required=True, max_len=1024))
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > MAX_CHUNK:
+        raise HTTPException(413, f"a chunk is at most {MAX_CHUNK} bytes")
+    if offset != size:
+        return JSONResponse({"offset": size, "error": "offset mismatch"}, status_code=409)
+    data = bytearray()
+    async for piece in request.stream():
+        data += piece
+        if len(data) > MAX_CHUNK:
+            raise HTTPException(413, f"a chunk is at most {MAX_CHUNK} bytes")
+    if offset + len(data) > total:
+        raise HTTPException(400, "the chunk runs past the declared total")
+    with open(partial, "ab") as out:
+        out.write(data)
+    size = offset + len(data)
+    if size < total:
+        return JSONResponse({"offset": size})
+    try:
+        await studio_of(request).admin.files.upload(bucket, path, partial, upsert=f.checkbox(q, "upsert"),
+                                                    content_type=mimetypes.guess_type(path)[0])
+    finally:
+        partial.unlink(missing_ok=True)
+    return JSONResponse({"offset": size, "done": True, "path": path}, status_code=201,
+                        headers={"location": url_of(bucket, path)})
+
+
 PAGE = Page(name="storage", title="Storage", path="/storage", order=50, routes=[
     Route("/storage", index),
     Route("/storage", create_bucket, methods=["POST"]),
@@ -231,6 +298,8 @@ PAGE = Page(name="storage", title="Storage", path="/storage", order=50, routes=[
     Route("/storage/{bucket}/-/empty", empty_bucket, methods=["POST"]),
     Route("/storage/{bucket}/-/delete", delete_bucket, methods=["POST"]),
     Route("/storage/{bucket}/-/upload", upload, methods=["POST"]),
+    Route("/storage/{bucket}/-/chunks", chunk_offset),
+    Route("/storage/{bucket}/-/chunks", chunk, methods=["POST"]),
     Route("/storage/{bucket}/-/folder", new_folder, methods=["POST"]),
     Route("/storage/{bucket}/-/move", move, methods=["POST"]),
     Route("/storage/{bucket}/-/remove", remove, methods=["POST"]),
