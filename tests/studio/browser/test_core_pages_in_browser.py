@@ -1,5 +1,6 @@
-"""The issue's browser scenarios on studio-core's pages, in a real Chromium: two users sign up and an
-RLS-protected table viewed as each shows only their rows."""
+"""The issue's browser scenarios on the Tables and Users pages, in a real Chromium: two users sign up and
+an RLS-protected table viewed as each shows only their rows; a user banned from the Users page cannot sign
+in. Also the screenshots of the Overview, Tables, Users, Advisors, Migrations and Mail pages."""
 
 from __future__ import annotations
 
@@ -92,3 +93,31 @@ def test_two_users_sign_up_and_each_sees_only_their_rows(
     assert tag not in _grid_text(browser)
     browser.get(f"{studio_url}/tables")
     shot("tables")
+
+
+def test_a_user_banned_from_the_users_page_cannot_sign_in(
+        browser: Any, studio_url: str, app: AppKit, shot: Callable[[str], Path]) -> None:
+    email = f"banned-{uuid.uuid4().hex[:8]}@example.com"
+    user_id = str(app.admin.users.create(email=email, password=PASSWORD, email_confirm=True).id)
+    app.auth.sign_in(email=email, password=PASSWORD)  # signs in before the ban
+    browser.get(f"{studio_url}/users?q={email}")
+    assert email in _by_css(browser, "main").text
+    shot("users")
+    browser.get(f"{studio_url}/users/{user_id}")
+    _submit(browser, "#ban-form")  # its confirm dialog is accepted (the browser fixture's prompt behaviour)
+    assert "banned until" in _by_css(browser, "main").text
+    shot("users-user")
+    with pytest.raises(errors.AuthError):
+        app.auth.sign_in(email=email, password=PASSWORD)
+
+
+@pytest.mark.parametrize("name, path", [("overview", "/"), ("advisors", "/advisors"),
+                                        ("migrations", "/migrations"), ("mail", "/mail")])
+def test_page_screenshots(browser: Any, studio_url: str, app: AppKit, name: str, path: str,
+                          shot: Callable[[str], Path]) -> None:
+    if name == "mail":  # something captured to show
+        app.admin.users.invite(f"invited-{uuid.uuid4().hex[:8]}@example.com")
+    browser.get(studio_url + path)
+    assert "appkit studio" in browser.title and "Not found" not in browser.title, browser.title
+    assert not browser.find_elements("css selector", "#error-message")
+    shot(name)
