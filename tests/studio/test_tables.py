@@ -266,3 +266,27 @@ def test_views_page_by_offset(studio: TestClient, stack: StackHandle, notes: str
     finally:
         with psycopg.connect(stack.db_url, autocommit=True) as conn:
             conn.execute(f"drop view public.{view}")
+
+
+def test_inline_cell_edit(studio: TestClient, notes: str, users: tuple[str, str], stack: StackHandle) -> None:
+    a, b = users
+    grid_html = studio.get(f"{URL}?id=eq.5").text
+    m = re.search(r'hx-get="([^"]+col=body[^"]*)"', grid_html)
+    assert m is not None
+    cell_url = unescape(m.group(1))
+    form = studio.get(cell_url)
+    assert form.status_code == 200 and form.text.lstrip().startswith("<td") and 'value="note 5"' in form.text
+    assert "<html" not in form.text  # a fragment for htmx
+    saved = studio.post(cell_url, data={"v:body": "inline edit"}, headers={"X-CSRF-Token": studio.cookies["appkit_studio_csrf"]})
+    assert saved.status_code == 200 and ">inline edit</td>" in saved.text
+    with psycopg.connect(stack.db_url) as conn:
+        assert conn.execute(f"select body from public.{T} where id = 5").fetchone() == ("inline edit",)
+    bad = studio.post(cell_url.replace("col=body", "col=rank"), data={"v:rank": "x"},
+                      headers={"X-CSRF-Token": studio.cookies["appkit_studio_csrf"]})
+    assert bad.status_code == 400 and "cell-error" in bad.text
+    assert studio.post(cell_url, data={"v:body": "no token"}).status_code == 403
+    assert studio.get(cell_url.replace("col=body", "col=id")).status_code == 400  # the key
+    assert studio.get(cell_url.replace("col=body", "col=nope")).status_code == 400
+    as_b = studio.post(f"{cell_url}&as={b}", data={"v:body": "not b's"},
+                       headers={"X-CSRF-Token": studio.cookies["appkit_studio_csrf"]})
+    assert as_b.status_code == 404  # row 5 is a's: RLS hides it from b

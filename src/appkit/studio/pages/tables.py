@@ -76,6 +76,10 @@ async def table(request: Request) -> Response:
     def without(f: grid.Filter) -> str:
         return _grid_url(schema, name, [(k, v) for k, v in base if (k, v) != f.param])
 
+    def cell_url(key: str, column: str) -> str:
+        query = urlencode({"key": key, "col": column, **({"as": who.param} if who.param else {})})
+        return f"/tables/{schema}/{name}/cell?{query}"
+
     rows = [[None if v is None else (v if len(v) <= MAX_CELL else v[:MAX_CELL] + "…") for v in r] for r in page.rows]
     return render(request, "table.html", {
         "rel": rel, "page": page, "rows": rows, "filters": filters, "order": order, "who": who, "limit": limit,
@@ -84,7 +88,7 @@ async def table(request: Request) -> Response:
         "prev_url": link(before=page.prev_cursor) if page.prev_cursor else
         (link(offset=str(page.prev_offset)) if page.prev_offset is not None else None),
         "first_url": link() if (q.get("after") or q.get("before") or offset) else None,
-        "sort_link": sort_link, "without": without, "ops": list(grid.OPS),
+        "sort_link": sort_link, "without": without, "cell_url": cell_url, "ops": list(grid.OPS),
         "as_param": who.param, "hidden": [(k, v) for k, v in base], "base_url": _grid_url(schema, name, []),
     }, active="tables")
 
@@ -185,6 +189,54 @@ async def remove_row(request: Request) -> Response:
     return redirect(f"/tables/{rel.schema}/{rel.name}", "Row deleted.", **({"as": who.param} if who.param else {}))
 
 
+def _cell_context(request: Request, rel: grid.Relation) -> tuple[str, grid.Column]:
+    key = _key(request)
+    name = request.query_params.get("col") or ""
+    col = rel.column(name)
+    if not (rel.editable and col.writable_on_update):
+        raise HTTPException(400, f"{rel.schema}.{rel.name}.{name} cannot be edited in place")
+    return key, col
+
+
+def _cell(request: Request, rel: grid.Relation, who: grid.Caller, key: str, col: grid.Column,
+          value: str | None, *, editing: bool, error: str | None = None, status: int = 200) -> Response:
+    query = urlencode({"key": key, "col": col.name, **({"as": who.param} if who.param else {})})
+    return render(request, "cell.html", {"rel": rel, "col": col, "value": value, "editing": editing,
+                                         "error": error, "url": f"/tables/{rel.schema}/{rel.name}/cell?{query}"},
+                  status=status)
+
+
+async def edit_cell(request: Request) -> Response:
+    """htmx: one grid cell as a small form (a double-click on the cell asks for it)."""
+    rel, who = await _context(request)
+    key, col = _cell_context(request, rel)
+    async with studio_of(request).db() as conn, grid.as_caller(conn, who, read_only=True):
+        row = await grid.get_row(conn, rel, key)
+    if row is None:
+        raise HTTPException(404, f"no such row (or RLS hides it from {who.label})")
+    value = row[rel.columns.index(col)]
+    return _cell(request, rel, who, key, col, value, editing=True)
+
+
+@csrf_protect
+async def save_cell(request: Request) -> Response:
+    """htmx: save one cell and answer the cell as the grid shows it."""
+    rel, who = await _context(request)
+    key, col = _cell_context(request, rel)
+    values = grid.form_values(rel, await request.form(), insert=False)
+    values = {col.name: values[col.name]} if col.name in values else {}
+    try:
+        async with studio_of(request).db() as conn, grid.as_caller(conn, who):
+            changed = await grid.update_row(conn, rel, key, values)
+            row = await grid.get_row(conn, rel, key) if changed else None
+    except (errors.ValidationError, errors.PermissionDenied, errors.Conflict, errors.DatabaseError) as exc:
+        return _cell(request, rel, who, key, col, values.get(col.name), editing=True, error=str(exc),
+                     status=_status(exc))
+    if row is None:
+        raise HTTPException(404, f"no row was updated: it is gone, or RLS hides it from {who.label}")
+    return _cell(request, rel, who, key, col, row[rel.columns.index(col)], editing=False)
+
+
 PAGE = Page(name="tables", title="Tables", path="/tables", order=10, routes=[
     Route("/tables", index),
     Route("/tables/{schema}/{table}", table),
@@ -193,4 +245,6 @@ PAGE = Page(name="tables", title="Tables", path="/tables", order=10, routes=[
     Route("/tables/{schema}/{table}/row", show_row),
     Route("/tables/{schema}/{table}/row", save_row, methods=["POST"]),
     Route("/tables/{schema}/{table}/row/delete", remove_row, methods=["POST"]),
+    Route("/tables/{schema}/{table}/cell", edit_cell),
+    Route("/tables/{schema}/{table}/cell", save_cell, methods=["POST"]),
 ])
