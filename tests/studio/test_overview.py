@@ -18,7 +18,7 @@ def test_overview_shows_services_database_and_rates(studio: TestClient) -> None:
     for service in ("database", "auth", "rest", "storage"):
         assert f'<div class="label">{service}</div>' in html
     assert 'id="database"' in html and "MiB" in html  # pg_database_size, formatted
-    assert 'id="rates"' in html
+    assert 'id="rates"' in html and 'hx-trigger="every 10s"' in html
     second = studio.get("/")  # the second view has rates (requests per minute between the two)
     assert second.status_code == 200 and 'id="rates"' in second.text
 
