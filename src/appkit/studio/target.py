@@ -20,6 +20,7 @@ from appkit import errors
 from appkit.studio.advisor_cache import AdvisorCache
 
 if TYPE_CHECKING:
+    import httpx
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
@@ -61,6 +62,7 @@ class Studio:
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[Any] | None = None
         self._app: AsyncAppKit | None = None
+        self._http: httpx.AsyncClient | None = None
         #: the advisors' findings, shared by the Overview and Advisors pages
         self.advisors = AdvisorCache(target.db_url)
 
@@ -74,6 +76,15 @@ class Studio:
                                     self.target.service_role_key, service_role_key=self.target.service_role_key,
                                     jwt_secret=self.target.jwt_secret or None)
         return self._app
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """A plain HTTP client for the project's own endpoints (``/health``, ``/metrics``), kept open."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=5.0)
+        return self._http
 
     @property
     def admin(self) -> AsyncAppKit:
@@ -101,6 +112,9 @@ class Studio:
         if self._app is not None:
             await self._app.aclose()
             self._app = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:

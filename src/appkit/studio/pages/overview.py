@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,14 +59,15 @@ async def _health(client: httpx.AsyncClient, studio: Studio) -> tuple[list[dict[
             down = set(body.get("down") or [])
             services = [{"name": name, "up": "database" not in down} for name in body.get("services") or []]
             return [{"name": "database", "up": "database" not in down}, *services], body.get("reason")
-        out = []
-        for name, path in _SERVICE_PROBES.items():
+
+        async def probe(name: str, path: str) -> dict[str, Any]:
             try:
-                probe = await client.get(target.api_url + path, headers=headers)
-                out.append({"name": name, "up": probe.status_code < 500})
+                answer = await client.get(target.api_url + path, headers=headers)
             except httpx.HTTPError:
-                out.append({"name": name, "up": False})
-        return out, None
+                return {"name": name, "up": False}
+            return {"name": name, "up": answer.status_code < 500}
+
+        return list(await asyncio.gather(*(probe(n, p) for n, p in _SERVICE_PROBES.items()))), None
     except (httpx.HTTPError, ValueError) as exc:
         return [], f"cannot reach {target.api_url}: {type(exc).__name__}"
 
@@ -99,11 +101,24 @@ def _rates(previous: Sample | None, current: Sample) -> list[dict[str, Any]]:
     return rows
 
 
+async def _database(studio: Studio) -> tuple[dict[str, Any], str | None]:
+    try:
+        async with studio.db() as conn:
+            cur = await conn.execute(
+                "select pg_database_size(current_database()) as size, current_database() as name,"
+                " (select count(*) from pg_stat_activity where datname = current_database()) as connections,"
+                " split_part(version(), ' ', 2) as version")
+            return await cur.fetchone() or {}, None
+    except errors.AppKitError as exc:
+        return {}, str(exc)
+
+
 async def overview(request: Request) -> Response:
     studio = studio_of(request)
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        services, problem = await _health(client, studio)
-        metrics = await _metrics(client, studio)
+    client = studio.http
+    (services, problem), metrics, (db, db_problem) = await asyncio.gather(
+        _health(client, studio), _metrics(client, studio), _database(studio))
+    problem = problem or db_problem
     rates: list[dict[str, Any]] = []
     errors_by_class: list[dict[str, Any]] = []
     if metrics is not None:
@@ -113,16 +128,6 @@ async def overview(request: Request) -> Response:
         request.app.state.overview_sample = sample
         errors_by_class = [{"service": s or "other", "class": c, "count": int(v)}
                            for (s, c), v in sorted(sample.errors.items()) if v]
-    db: dict[str, Any] = {}
-    try:
-        async with studio.db() as conn:
-            cur = await conn.execute(
-                "select pg_database_size(current_database()) as size, current_database() as name,"
-                " (select count(*) from pg_stat_activity where datname = current_database()) as connections,"
-                " split_part(version(), ' ', 2) as version")
-            db = await cur.fetchone() or {}
-    except errors.AppKitError as exc:
-        problem = problem or str(exc)
     advisors = studio.advisors.last
     return render(request, "overview.html", {
         "services": services, "problem": problem, "rates": rates, "errors_by_class": errors_by_class,
