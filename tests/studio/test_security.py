@@ -162,3 +162,26 @@ def test_server_binds_loopback_only() -> None:
             StudioServer(OFFLINE, port=server.port)  # the port is taken
     finally:
         server.stop()
+
+
+JUNK = ["?%ff=%fe", "?as=x&limit=-1&page=abc&order=;drop&after=%%&offset=1e9&type=../../etc&status=<script>",
+        "?q=" + "x" * 3000, "?since=yesterday&until=2020-13-45&org=not-a-uuid&table=a.b.c&actor=1"]
+
+
+def test_no_page_answers_5xx_to_junk_query_parameters(studio: TestClient) -> None:
+    from starlette.routing import Route as StarletteRoute
+
+    paths = {route.path for page in discover() for route in page.routes
+             if isinstance(route, StarletteRoute) and "{" not in route.path and "GET" in (route.methods or set())}
+    assert {"/", "/tables", "/users", "/advisors", "/migrations", "/mail"} <= paths
+    for path in sorted(paths):
+        for junk in JUNK:
+            resp = studio.get(path + junk)
+            assert resp.status_code < 500, (path + junk, resp.status_code, resp.text[:300])
+
+
+def test_studio_uses_only_the_local_stacks_public_surface() -> None:
+    root = STATIC_DIR.parent
+    for module in root.rglob("*.py"):
+        text = module.read_text()
+        assert not re.search(r"(from|import)\s+appkit\.local\.", text), f"{module.name} imports appkit.local internals"
