@@ -27,6 +27,7 @@ create table if not exists public.bench_items (
     created_at timestamptz not null default now()
 );
 create index if not exists bench_items_owner on public.bench_items (owner);
+create index if not exists bench_items_created_at on public.bench_items (created_at);
 alter table public.bench_items enable row level security;
 drop policy if exists bench_items_own on public.bench_items;
 create policy bench_items_own on public.bench_items for all to authenticated
