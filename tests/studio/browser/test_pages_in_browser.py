@@ -98,6 +98,24 @@ def test_large_file_uploaded_in_chunks_by_the_browser(browser: Any, studio_url: 
     assert app.admin.files.download(bucket, "video.bin") == source.read_bytes()
 
 
+def test_files_dropped_on_the_upload_form_are_uploaded(browser: Any, studio_url: str, app: AppKit) -> None:
+    """storage.js's drop handler: a drop event carrying a file fills the form and submits it."""
+    bucket = f"browser-{uuid.uuid4().hex[:8]}"
+    app.admin.files.create_bucket(bucket)
+    browser.get(f"{studio_url}/storage/{bucket}/")
+    old = _by_css(browser, "html")
+    browser.execute_script("""
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array([0, 1, 2, 250, 251, 252])], "dropped.bin"));
+        const zone = document.getElementById("dropzone");
+        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    """)
+    wait_for(lambda: _stale(old), what="the upload's redirect")
+    assert "Uploaded dropped.bin" in _by_css(browser, ".flash").text
+    assert app.admin.files.download(bucket, "dropped.bin") == bytes([0, 1, 2, 250, 251, 252])
+
+
 def test_dead_job_retried_from_the_jobs_page_completes(
         browser: Any, studio_url: str, stack: StackHandle, app: AppKit, shot: Callable[[str], Path]) -> None:
     from appkit.jobs import Worker
