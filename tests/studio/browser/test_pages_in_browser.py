@@ -159,6 +159,22 @@ def test_dead_job_retried_from_the_jobs_page_completes(
         thread.join(15)
 
 
+def test_jobs_throughput_updates_live(browser: Any, studio_url: str, stack: StackHandle, app: AppKit) -> None:
+    """htmx (served by the studio, under its CSP) refreshes the throughput table without a reload."""
+    import psycopg
+
+    queue = f"live-{uuid.uuid4().hex[:8]}"
+    ids = app.admin.jobs.enqueue_many(queue, [{"n": i} for i in range(3)])
+    browser.get(f"{studio_url}/jobs")
+    page = _by_css(browser, "html")
+    assert queue not in _by_css(browser, "#throughput").text
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        conn.execute("update appkit.jobs set status = 'succeeded', finished_at = now() where id = any(%s)", (ids,))
+    wait_for(lambda: queue in _by_css(browser, "#throughput").text, timeout=20, what="the live refresh")
+    assert not _stale(page)  # the same page: only the fragment was swapped
+    assert "3" in _by_css(browser, "#throughput").text.split(queue, 1)[1].split()[0]
+
+
 def test_invitation_created_in_the_ui_is_accepted_through_the_sdk(
         browser: Any, studio_url: str, app: AppKit, shot: Callable[[str], Path]) -> None:
     owner = f"owner-{uuid.uuid4().hex[:8]}@example.com"
