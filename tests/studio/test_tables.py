@@ -49,7 +49,8 @@ def notes(stack: StackHandle, users: tuple[str, str]) -> Iterator[str]:
               done boolean not null default false,
               mood public.{T}_mood,
               meta jsonb,
-              made date
+              made date,
+              loc point
             );
             alter table public.{T} enable row level security;
             create policy own on public.{T} for all to authenticated
@@ -239,6 +240,7 @@ def test_posts_need_the_csrf_token(studio: TestClient, notes: str) -> None:
     ("?after=bm90IGpzb24", 400), ("?limit=0", 400), ("?limit=x", 400), ("?limit=100000", 400),
     ("?offset=-1", 400), ("?as=root", 400), (f"?as={uuid.uuid4()}", 404), ("?after=a&before=b", 400),
     ("?made=gt.not-a-date", 400), ("?meta=eq.{", 400), ("?order=id.sideways", 400),
+    ("?meta=like.*x*&meta=gt.[", 400), ("?loc=eq.(1,2)", 400), ("?order=loc.asc", 400),
 ])
 def test_bad_grid_parameters_are_4xx_pages(studio: TestClient, notes: str, query: str, status: int) -> None:
     resp = studio.get(URL + query)

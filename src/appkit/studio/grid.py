@@ -393,7 +393,7 @@ async def fetch_page(conn: Conn, rel: Relation, *, filters: list[Filter], order:
             sql.SQL(", ").join(cols), rel.ident, _where(where), sql.SQL(", ").join(order_by),
             sql.Literal(limit + 1), sql.Literal(offset))
         cur = conn.cursor(row_factory=tuple_row)
-        await cur.execute(query, params)
+        await _run(cur, query, params)
         rows = [list(r) for r in await cur.fetchall()]
         page.rows = rows[:limit]
         page.next_offset = offset + limit if len(rows) > limit else None
@@ -425,7 +425,7 @@ async def fetch_page(conn: Conn, rel: Relation, *, filters: list[Filter], order:
         sql.SQL(", ").join([*cols, *extra]), sql.SQL(", ").join(raw), rel.ident, _where(where),
         sql.SQL(", ").join(order_by), sql.Literal(limit + 1), sql.SQL(", ").join(order_by))
     cur = conn.cursor(row_factory=tuple_row)
-    await cur.execute(query, params)
+    await _run(cur, query, params)
     fetched = [list(r) for r in await cur.fetchall()]
     more = len(fetched) > limit
     fetched = fetched[:limit]
@@ -443,6 +443,15 @@ async def fetch_page(conn: Conn, rel: Relation, *, filters: list[Filter], order:
         if (cursor_text and not reverse) or (reverse and more):
             page.prev_cursor = encode_cursor(tails[0])
     return page
+
+
+async def _run(cur: psycopg.AsyncCursor[Any], query: sql.Composed, params: list[Any]) -> None:
+    """Execute the grid's read; a filter or sort the column's type has no operator for is a bad query."""
+    try:
+        await cur.execute(query, params)
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedObject) as exc:
+        raise BadQuery(f"cannot filter or sort that way: {exc.diag.message_primary or exc}",
+                       code="bad_filter") from None
 
 
 def _where(clauses: list[sql.Composable]) -> sql.Composable:
