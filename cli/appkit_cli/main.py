@@ -48,7 +48,7 @@ from appkit_cli.orgs import orgs_app
 from appkit_cli.ratelimit import ratelimit_app
 from appkit_cli.schema import schema_app
 from appkit_cli.storage import storage_app
-from appkit_cli.studio import start_beside, stop_beside, studio, studio_url
+from appkit_cli.studio import start_beside, stop_beside, studio, studio_url, wait_studio_url
 from appkit_cli.users import users_app
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def dev(
         logging.getLogger("appkit.local").info("ready in %.2f s (Ctrl-C to stop)", time.perf_counter() - t0)
         if stack.config.studio.enabled:
             studio_server.append(start_beside(info, stack.paths, stack.config.studio.port))
-        print_info(info, studio=studio_url(stack.paths))
+        print_info(info, studio=studio_url(stack.paths, os.getpid()))
 
     try:
         stack.serve(on_ready=ready, log_level="info" if verbose else "warning",
@@ -243,7 +243,7 @@ def start(
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True)
     info = _wait_ready(paths, proc, timeout)
-    print_info(info, studio=studio_url(paths))
+    print_info(info, studio=wait_studio_url(paths, info.pid) if stack.config.studio.enabled else None)
 
 
 def _wait_ready(paths: StackPaths, proc: subprocess.Popen[bytes], timeout: float) -> StackInfo:
@@ -303,7 +303,7 @@ def status(
     info = read_info(paths)
     if info is None:
         raise fail(f"the local stack is not running in {paths.workdir}; run `appkit start`")
-    print_info(info, output, studio=studio_url(paths) if output is not Output.dotenv else None)
+    print_info(info, output, studio=studio_url(paths, info.pid) if output is not Output.dotenv else None)
     problem = _health_problem(info)
     if problem is not None:
         raise fail(f"the local stack (pid {info.pid}) is running but {problem}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -83,17 +84,22 @@ def studio(
 
 
 def start_beside(info: StackInfo, paths: StackPaths, port: int) -> StudioServer | None:
-    """Start the studio on a thread beside ``appkit dev``'s stack; None (with a warning) when it cannot listen."""
+    """Start the studio on a thread beside ``appkit dev``'s stack; None (with a warning) when it cannot listen.
+
+    Either way it notes the outcome (this process' pid and the URL, or no URL) for ``appkit start`` and
+    ``appkit status``."""
     from appkit.errors import AppKitError
     from appkit.studio import StudioServer
 
+    note = paths.data_dir / STUDIO_URL_FILE
     try:
         server = StudioServer(local_target(info, paths.workdir), port=port)
     except AppKitError as exc:
         log.warning("studio not started: %s", exc)
+        note.write_text(f"{os.getpid()}\n")
         return None
     server.start()
-    (paths.data_dir / STUDIO_URL_FILE).write_text(server.url + "\n")
+    note.write_text(f"{os.getpid()} {server.url}\n")
     log.info("studio on %s", server.url)
     return server
 
@@ -104,10 +110,28 @@ def stop_beside(server: StudioServer | None, paths: StackPaths) -> None:
         server.stop()
 
 
-def studio_url(paths: StackPaths) -> str | None:
-    """The URL of the studio the running stack serves (None when it serves none)."""
+def _noted(paths: StackPaths, pid: int) -> tuple[bool, str | None]:
+    """(whether the stack with ``pid`` noted its studio yet, the studio's URL if it serves one)."""
     try:
-        text = (paths.data_dir / STUDIO_URL_FILE).read_text().strip()
+        text = (paths.data_dir / STUDIO_URL_FILE).read_text()
     except OSError:
-        return None
-    return text if text.startswith("http://127.0.0.1:") or text.startswith("http://[::1]:") else None
+        return False, None
+    owner, _, url = text.strip().partition(" ")
+    if owner != str(pid):
+        return False, None  # left by an earlier run
+    return True, url if url.startswith(("http://127.0.0.1:", "http://[::1]:")) else None
+
+
+def studio_url(paths: StackPaths, pid: int) -> str | None:
+    """The URL of the studio the stack running as ``pid`` serves (None when it serves none)."""
+    return _noted(paths, pid)[1]
+
+
+def wait_studio_url(paths: StackPaths, pid: int, timeout: float = 10) -> str | None:
+    """:func:`studio_url` once the just-started stack has noted its studio (it does so right after it is ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        noted, url = _noted(paths, pid)
+        if noted or time.monotonic() > deadline:
+            return url
+        time.sleep(0.05)

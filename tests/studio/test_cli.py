@@ -126,7 +126,7 @@ def test_dev_serves_the_studio_and_status_prints_it(tmp_path: Path) -> None:
         while not _studio_url_file(tmp_path).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
-        assert _studio_url_file(tmp_path).read_text().strip() == url
+        assert _studio_url_file(tmp_path).read_text().split() == [str(handle.process.pid), url]
         assert wait_http(url + "/").status_code == 200
         status = run_cli("status", "--workdir", str(tmp_path))
         assert status.returncode == 0 and f"Studio URL: {url}" in status.stdout
@@ -157,6 +157,31 @@ def test_dev_with_a_busy_studio_port_warns_and_serves_the_stack(tmp_path: Path) 
             assert status.returncode == 0 and "Studio URL" not in status.stdout
         finally:
             handle.stop()
+
+
+def test_start_prints_the_studio_url(tmp_path: Path) -> None:
+    port = free_port()
+    write_project(tmp_path, studio_port=port)
+    try:
+        started = run_cli("start", "--workdir", str(tmp_path))
+        assert started.returncode == 0, started.stderr
+        assert f"Studio URL: http://127.0.0.1:{port}" in started.stdout
+        assert wait_http(f"http://127.0.0.1:{port}/").status_code == 200
+    finally:
+        run_cli("stop", "--workdir", str(tmp_path))
+
+
+def test_a_note_left_by_an_earlier_run_is_ignored(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    note = _studio_url_file(tmp_path)
+    note.parent.mkdir(parents=True, exist_ok=True)
+    note.write_text("1 http://127.0.0.1:54323\n")  # a crashed run's
+    handle = start_stack(tmp_path)
+    try:
+        status = run_cli("status", "--workdir", str(tmp_path))
+        assert status.returncode == 0 and "Studio URL" not in status.stdout
+    finally:
+        handle.stop()
 
 
 def test_studio_disabled_in_config(tmp_path: Path) -> None:
