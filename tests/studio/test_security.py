@@ -134,6 +134,9 @@ def test_static_assets_are_packaged_and_served(studio: TestClient) -> None:
         resp = studio.get(f"/static/{name}")
         assert resp.status_code == 200
         assert resp.content == (STATIC_DIR / name).read_bytes()
+    icon = studio.get("/favicon.ico")
+    assert icon.status_code == 301 and icon.headers["location"] == "/static/favicon.svg"
+    assert studio.get("/static/favicon.svg").headers["content-type"].startswith("image/svg+xml")
     assert studio.get("/static/../app.py").status_code == 404
     assert studio.get("/static/nope.js").status_code == 404
 

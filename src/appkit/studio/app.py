@@ -11,7 +11,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
@@ -92,7 +92,11 @@ def create_app(target: StudioTarget, *, pages: list[Page] | None = None) -> ASGI
         finally:
             await studio.close()
 
-    routes = [*_check_pages(chosen), Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
+    async def favicon(_: Request) -> Response:
+        return RedirectResponse("/static/favicon.svg", status_code=301)
+
+    routes = [*_check_pages(chosen), Route("/favicon.ico", favicon),
+              Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HTTPException: _http_error, errors.AppKitError: _appkit_error, Exception: _unexpected})
     app.state.studio = studio
