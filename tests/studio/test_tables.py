@@ -260,10 +260,12 @@ def test_bad_row_links_are_4xx_pages(studio: TestClient, notes: str, path: str, 
 def test_views_page_by_offset(studio: TestClient, stack: StackHandle, notes: str) -> None:
     view = f"{T}_v"
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
-        conn.execute(f"create view public.{view} as select id, body from public.{T}")
+        conn.execute(f"create view public.{view} as select id, body, meta, loc from public.{T}")
     try:
         ids = _walk(studio, f"/tables/public/{view}?limit=40&order=id.asc", 0)
         assert ids == [str(i) for i in range(1, 121)]
+        assert _walk(studio, f"/tables/public/{view}?limit=50", 0) == ids  # by its columns, as typed
+        assert _walk(studio, f"/tables/public/{view}?limit=50&order=id.desc", 0) == ids[::-1]
         assert studio.get(f"/tables/public/{view}/new").status_code == 400
     finally:
         with psycopg.connect(stack.db_url, autocommit=True) as conn:

@@ -388,9 +388,10 @@ async def fetch_page(conn: Conn, rel: Relation, *, filters: list[Filter], order:
         if order.column is not None:
             order_by.append(sql.SQL("{} {} nulls last").format(sql.Identifier(order.column),
                                                                sql.SQL("desc" if order.desc else "asc")))
-        order_by.append(sql.SQL("1"))
+        # then by every column: a stable order for offset paging (a view has no key)
+        order_by.extend(sql.Identifier(c.name) for c in rel.columns if c.category not in ("C", "G", "U", "X"))
         query = sql.SQL("select {} from {} {} order by {} limit {} offset {}").format(
-            sql.SQL(", ").join(cols), rel.ident, _where(where), sql.SQL(", ").join(order_by),
+            sql.SQL(", ").join(cols), rel.ident, _where(where), sql.SQL(", ").join(order_by or [sql.SQL("(select 1)")]),
             sql.Literal(limit + 1), sql.Literal(offset))
         cur = conn.cursor(row_factory=tuple_row)
         await _run(cur, query, params)
