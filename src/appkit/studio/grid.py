@@ -129,8 +129,9 @@ class Relation:
 
     @property
     def keyset(self) -> bool:
-        """Paged by key (primary key, else ``ctid``); views page by offset."""
-        return self.kind in ("r", "p", "m")
+        """Paged by key (primary key, else ``ctid``); views, and partitioned tables without a primary key
+        (a ``ctid`` is unique only within one partition), page by offset."""
+        return self.kind in ("r", "m") or (self.kind == "p" and bool(self.pk))
 
     def key_exprs(self) -> list[sql.Composable]:
         if self.pk:
