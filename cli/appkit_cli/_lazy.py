@@ -3,13 +3,12 @@
 Each entry of ``LAZY`` names the module and attribute of a sub-app (a ``typer.Typer``) or a
 single command function, and the one-line help ``appkit --help`` shows for it without
 importing it (a test keeps that line equal to the sub-app's own help). Shell completion
-loads everything, since it walks the whole tree.
+resolves, and so loads, the sub-commands it walks into.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +53,7 @@ class LazyGroup(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in self.commands or cmd_name not in LAZY:
             return self.commands.get(cmd_name)
-        if self._listing and not _completing():
+        if self._listing:
             return TyperGroup(name=cmd_name, help=LAZY[cmd_name].help)  # a row of the help's table only
         command = load(cmd_name)
         self.commands[cmd_name] = command
@@ -66,7 +65,3 @@ class LazyGroup(TyperGroup):
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
-
-
-def _completing() -> bool:
-    return any(key.startswith("_") and key.endswith("_COMPLETE") for key in os.environ)

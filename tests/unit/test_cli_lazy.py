@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -87,3 +88,13 @@ def test_every_cli_module_imports_without_the_sdk() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+
+
+@pytest.mark.parametrize(("words", "expected"), [("appkit st", {"start", "stop", "status", "storage"}),
+                                                 ("appkit storage c", {"cp"}), ("appkit gen m", {"models"})])
+def test_shell_completion_reaches_lazy_sub_commands(words: str, expected: set[str]) -> None:
+    env = {**os.environ, "_APPKIT_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - 1)}
+    proc = subprocess.run([sys.executable, "-c", "from appkit_cli.main import app\napp(prog_name='appkit')"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert set(proc.stdout.split()) == expected, proc.stderr
