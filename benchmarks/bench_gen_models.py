@@ -7,10 +7,12 @@ Starts a local stack in a temp dir, creates a scratch database there holding ``-
 tables (12 columns each: identity key, enum, enum array, numeric, jsonb, timestamps, uuid,
 a domain, a foreign key to the previous table, a generated column), a view per 10 tables
 and a function per 4 tables, then times, as a user runs them (a subprocess each, Python
-start-up included, median of ``--runs``):
+start-up included, median of ``--runs``; wall and CPU seconds — CPU is what the load on a
+shared machine distorts least):
 
 - ``appkit gen models --db-url URL -o FILE`` (the target);
-- the baseline in the same run: ``appkit gen --help`` (the CLI's own start-up, no database);
+- the baseline in the same run: ``appkit gen --help`` (the CLI's own start-up, no database),
+  and ``appkit --version`` / ``appkit --help`` (the CLI's lightest paths);
 - ``generate_models()`` in-process (introspection + rendering, no start-up);
 - ``appkit db advisors --level info -o json`` and the Supabase CLI's
   ``supabase db advisors --level info -o json`` on the same database (peer ratio).
@@ -21,6 +23,7 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,15 +63,19 @@ def schema_sql(tables: int) -> str:
     return "\n".join(out)
 
 
-def timed(cmd: list[str], runs: int) -> float:
-    times = []
+def timed(cmd: list[str], runs: int) -> tuple[float, float]:
+    """Median wall and CPU (user+sys) seconds of ``runs`` runs of ``cmd``."""
+    walls, cpus = [], []
     for _ in range(runs):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        times.append(time.perf_counter() - t0)
+        walls.append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
         if proc.returncode not in (0,):
             raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}): {proc.stderr[-500:]}")
-    return statistics.median(times)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -90,6 +97,8 @@ def main() -> None:
             appkit = [sys.executable, "-m", "appkit_cli"]
             gen = timed([*appkit, "gen", "models", "--db-url", url, "-o", str(out)], args.runs)
             startup = timed([*appkit, "gen", "--help"], args.runs)
+            version = timed([*appkit, "--version"], args.runs)
+            top_help = timed([*appkit, "--help"], args.runs)
             lib = []
             for _ in range(args.runs):
                 t0 = time.perf_counter()
@@ -105,14 +114,17 @@ def main() -> None:
     lines = source.count("\n")
     print(f"schema: {args.tables} tables, {args.tables // 10} views, {args.tables // 4} functions;"
           f" generated {classes} models, {lines} lines; median of {args.runs} runs\n")
-    print("| measurement | seconds | ratio |")
-    print("|---|---:|---:|")
-    print(f"| `appkit gen models -o FILE` (subprocess) | {gen:.2f} | {gen / startup:.2f}x CLI start-up |")
-    print(f"| baseline: `appkit gen --help` (CLI start-up) | {startup:.2f} | 1.00x |")
-    print(f"| `generate_models()` in-process | {statistics.median(lib):.2f} | |")
-    print(f"| `appkit db advisors --level info -o json` | {ours:.2f} | {ours / theirs:.2f}x supabase |")
-    print(f"| peer: `supabase db advisors --level info -o json` | {theirs:.2f} | 1.00x |")
-
+    print("| measurement | wall s | CPU s | ratio (wall) |")
+    print("|---|---:|---:|---:|")
+    print(f"| `appkit gen models -o FILE` (subprocess) | {gen[0]:.2f} | {gen[1]:.2f} |"
+          f" {gen[0] / startup[0]:.2f}x CLI start-up |")
+    print(f"| baseline: `appkit gen --help` (CLI start-up) | {startup[0]:.2f} | {startup[1]:.2f} | 1.00x |")
+    print(f"| `appkit --version` | {version[0]:.2f} | {version[1]:.2f} | |")
+    print(f"| `appkit --help` | {top_help[0]:.2f} | {top_help[1]:.2f} | |")
+    print(f"| `generate_models()` in-process | {statistics.median(lib):.2f} | | |")
+    print(f"| `appkit db advisors --level info -o json` | {ours[0]:.2f} | {ours[1]:.2f} |"
+          f" {ours[0] / theirs[0]:.2f}x supabase |")
+    print(f"| peer: `supabase db advisors --level info -o json` | {theirs[0]:.2f} | {theirs[1]:.2f} | 1.00x |")
 
 if __name__ == "__main__":
     main()

@@ -56,6 +56,7 @@ NAMES: list[tuple[str, str]] = [
     ("aclose", "close"),
     ("aiter_bytes", "iter_bytes"),
     ("aread", "read"),
+    ("AsyncIterator", "Iterator"),
 ]
 
 SYNTAX: list[tuple[str, str]] = [

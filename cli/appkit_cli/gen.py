@@ -31,15 +31,20 @@ def models(
     The output is deterministic and passes `mypy --strict`; `--check -o FILE` tells CI when
     FILE is out of date.
     """
-    from appkit.local import resolve_workdir, write_atomic
-    from appkit_cli.db import target_db_url
+    from appkit.local import write_atomic
 
     schemas = check_schemas(schema or ["public"])
     if check and output is None:
         raise fail("--check needs --output FILE (the file to compare)")
     if output is not None and output.exists() and output.is_dir():
         raise fail(f"{output} is a directory")
-    url = db_url or target_db_url(resolve_workdir(workdir), None)
+    if db_url:
+        url = db_url
+    else:  # the local stack's modules load only when its URL is needed
+        from appkit.local import resolve_workdir
+        from appkit_cli.db import target_db_url
+
+        url = target_db_url(resolve_workdir(workdir), None)
     source = generate_models(url, schemas)
     args = " ".join(f"--schema {s}" for s in schemas)
     if check:

@@ -14,20 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.logging import RichHandler
-from rich.table import Table
 
 from appkit.errors import StackError
-from appkit.local import (
-    LocalStack,
-    StackInfo,
-    StackPaths,
-    read_info,
-    remove_data,
-    resolve_workdir,
-    stop_stack,
-    write_atomic,
-)
 from appkit_cli import templates
 from appkit_cli._common import (
     DbUrlOption,
@@ -39,23 +27,15 @@ from appkit_cli._common import (
     handle_errors,
     project,
 )
-from appkit_cli.audit import audit_app
-from appkit_cli.db import db_app
-from appkit_cli.gen import gen_app
-from appkit_cli.jobs import jobs_app
-from appkit_cli.mail import mail
-from appkit_cli.orgs import orgs_app
-from appkit_cli.ratelimit import ratelimit_app
-from appkit_cli.schema import schema_app
-from appkit_cli.storage import storage_app
-from appkit_cli.studio import start_beside, stop_beside, studio, studio_url, wait_studio_url
-from appkit_cli.users import users_app
+from appkit_cli._lazy import LAZY, Lazy, LazyGroup
 
 if TYPE_CHECKING:
+    from appkit.local import StackInfo, StackPaths
     from appkit.studio import StudioServer
 
 app = typer.Typer(
     name="appkit",
+    cls=LazyGroup,  # sub-commands import their modules when used (start-up: benchmarks/bench_gen_models.py)
     help="appkit: Supabase backends in Python — the local stack, migrations and admin.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -78,17 +58,26 @@ def _main(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """appkit: Supabase backends in Python — the local stack, migrations and admin."""
-app.add_typer(db_app, name="db")
-app.add_typer(gen_app, name="gen")
-app.add_typer(schema_app, name="schema")
-app.add_typer(orgs_app, name="orgs")
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(users_app, name="users")
-app.add_typer(storage_app, name="storage")
-app.add_typer(ratelimit_app, name="ratelimit")
-app.add_typer(audit_app, name="audit")
-app.command("mail")(mail)
-app.command("studio")(studio)
+
+
+LAZY.update({
+    "db": Lazy("appkit_cli.db", "db_app", "Database migrations (migrate, status, reset, new) and advisors."),
+    "gen": Lazy("appkit_cli.gen", "gen_app", "Generate typed code from the database schema."),
+    "schema": Lazy("appkit_cli.schema", "schema_app",
+                   "appkit's own schema: copy its migrations into the project, show their state."),
+    "orgs": Lazy("appkit_cli.orgs", "orgs_app", "Organizations, members and invitations (as the service role)."),
+    "jobs": Lazy("appkit_cli.jobs", "jobs_app",
+                 "Background jobs: enqueue, list, show, retry, cancel, purge, stats, work, schedules."),
+    "users": Lazy("appkit_cli.users", "users_app",
+                  "Auth users: list, show, create, invite, update, ban, sign out, import, export."),
+    "storage": Lazy("appkit_cli.storage", "storage_app", "Storage: buckets, and ls/cp/mv/rm on ss:///bucket/path."),
+    "ratelimit": Lazy("appkit_cli.ratelimit", "ratelimit_app", "Rate limits: show and reset token buckets."),
+    "audit": Lazy("appkit_cli.audit", "audit_app", "Audit log: list, tail (follow live), tables, purge."),
+    "mail": Lazy("appkit_cli.mail", "mail",
+                 "List captured auth e-mails and SMS with their links and codes (newest first).", command=True),
+    "studio": Lazy("appkit_cli.studio", "studio",
+                   "Serve the web console on 127.0.0.1 for the local stack or a hosted project.", command=True),
+})
 
 
 class Output(StrEnum):
@@ -117,6 +106,8 @@ def print_info(info: StackInfo, output: Output = Output.pretty, studio: str | No
     elif not console.is_terminal:  # piped: one "Label: value" line each, nothing wrapped or padded
         sys.stdout.write("".join(f"{LABELS[key]}: {value}\n" for key, value in env.items()))
     else:
+        from rich.table import Table
+
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold cyan")
         table.add_column(overflow="fold")
@@ -132,6 +123,8 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.toml.")] = False,
 ) -> None:
     """Create supabase/config.toml, supabase/migrations/ (with appkit's own migrations) and supabase/seed.sql."""
+    from appkit.local import resolve_workdir, write_atomic
+
     paths = resolve_workdir(workdir or Path.cwd())  # here, not in a parent project
     if paths.config_file.exists() and not force:
         raise fail(f"{paths.config_file} already exists (use --force to overwrite)")
@@ -175,6 +168,8 @@ def _configure_logging(verbose: bool, log_format: LogFormat = LogFormat.pretty) 
         logging.getLogger("appkit.local.access").setLevel(logging.INFO)
         return
     if err_console.is_terminal:
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=err_console, show_path=False, markup=False, rich_tracebacks=False)
         fmt = "%(name)s: %(message)s"
     else:  # a log file (`appkit start`): one plain line per record
@@ -196,6 +191,9 @@ def dev(
     log_format: LogFormatOption = LogFormat.pretty,
 ) -> None:
     """Run the local stack in the foreground with readable logs; Ctrl-C stops it cleanly."""
+    from appkit.local import LocalStack
+    from appkit_cli.studio import start_beside, stop_beside, studio_url
+
     _configure_logging(verbose, log_format)
     stack = LocalStack(project(workdir).workdir, db_url=db_url or os.environ.get("SUPABASE_DB_URL") or None)
     for warning in stack.config.warnings:
@@ -226,6 +224,9 @@ def start(
     log_format: LogFormatOption = LogFormat.pretty,
 ) -> None:
     """Start the local stack in the background and return once it is ready (logs: supabase/.appkit/stack.log)."""
+    from appkit.local import LocalStack, read_info
+    from appkit_cli.studio import wait_studio_url
+
     paths = project(workdir)
     stack = LocalStack(paths.workdir)  # validates config.toml before anything starts
     for warning in stack.config.warnings:
@@ -247,6 +248,8 @@ def start(
 
 
 def _wait_ready(paths: StackPaths, proc: subprocess.Popen[bytes], timeout: float) -> StackInfo:
+    from appkit.local import read_info, stop_stack
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = read_info(paths)
@@ -277,6 +280,8 @@ def stop(
     no_backup: Annotated[bool, typer.Option("--no-backup", help="Delete the local data after stopping.")] = False,
 ) -> None:
     """Stop the local stack; its data is kept unless --no-backup."""
+    from appkit.local import remove_data, stop_stack
+
     paths = project(workdir)
     stopped = stop_stack(paths)
     if no_backup:
@@ -299,6 +304,9 @@ def status(
 
     `-o dotenv` prints them as the SUPABASE_* variables the SDK's `AppKit.from_env()` reads.
     """
+    from appkit.local import read_info
+    from appkit_cli.studio import studio_url
+
     paths = project(workdir)
     info = read_info(paths)
     if info is None:

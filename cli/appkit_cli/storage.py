@@ -42,6 +42,9 @@ storage_app.add_typer(buckets_app, name="buckets")
 SCHEME = "ss://"
 LARGE = 6 * 1024 * 1024  # above this, uploads are resumable (TUS), as Supabase's clients do
 PAGE = 1000
+#: cp's parallel transfers unless -j: a tree of small files is bound by the server's per-file latency
+#: (fsyncs), which overlapping hides (rclone's default --transfers is 4; docs/admin.md)
+DEFAULT_JOBS = 4
 
 RecursiveOption = Annotated[bool, typer.Option("--recursive", "-r", help="Work on everything under the path.")]
 
@@ -393,7 +396,8 @@ def cp(
     src: Annotated[str, typer.Argument(help="A local path or ss:///bucket/path.", show_default=False)],
     dst: Annotated[str, typer.Argument(help="A local path or ss:///bucket/path.", show_default=False)],
     recursive: RecursiveOption = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel transfers.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64,
+                                      help="Parallel transfers (the Supabase CLI's default is 1).")] = DEFAULT_JOBS,
     cache_control: Annotated[str | None, typer.Option(help="max-age=SECONDS for uploads (default: 3600).",
                                                       show_default=False)] = None,
     content_type: Annotated[str | None, typer.Option(help="Content-Type for uploads (default: from the name).",

@@ -53,8 +53,10 @@ def studio(
     db_url: StudioDbUrlOption = None,
     port: PortOption = None,
 ) -> None:
-    """Serve the web console on 127.0.0.1 (Ctrl-C stops it): the local stack's, or a hosted project's
-    with --url, --service-role-key and --db-url (the key and the URL never reach the browser)."""
+    """Serve the web console on 127.0.0.1 for the local stack or a hosted project.
+
+    A hosted project needs --url, --service-role-key and --db-url (the key and the URL never reach
+    the browser). Ctrl-C stops it."""
     from appkit.local import load_config, read_info
     from appkit.studio import DEFAULT_PORT, StudioServer, StudioTarget
 

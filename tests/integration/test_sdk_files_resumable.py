@@ -180,6 +180,16 @@ def test_bad_input(app: AppKit, bucket: str, tmp_path: Path) -> None:
         files.upload_resumable(bucket, "dup/y.bin", other, resume_url=urls[0])
 
 
+def test_a_file_that_shrinks_mid_upload_is_a_typed_error(app: AppKit, bucket: str, tmp_path: Path) -> None:
+    """Chunks are streamed from disk as they are sent: a file cut short under the upload fails with
+    ValidationError (not a hang or a short body the server would wait for), and nothing is stored."""
+    src = big_file(tmp_path, 7 * MB)
+    with pytest.raises(errors.ValidationError, match="shrank"):
+        app.admin.files.upload_resumable(bucket, "shrunk/x.bin", src,
+                                         on_url=lambda url: os.truncate(src, 3 * MB))
+    assert app.admin.files.list(bucket, "shrunk") == []
+
+
 def test_anon_caller_is_denied(app: AppKit, bucket: str, tmp_path: Path) -> None:
     src = big_file(tmp_path, 7 * MB)
     with pytest.raises(errors.PermissionDenied):

@@ -1,7 +1,8 @@
 """Resumable uploads: a TUS 1.0.0 client for Supabase Storage's ``/upload/resumable``.
 
 Supabase's clients switch to TUS above 6 MB and send 6 MB chunks (the size its hosted
-service expects); so does this one. The file is read from disk one chunk at a time. After a
+service expects); so does this one. Each chunk is streamed from disk in 1 MiB blocks (never
+a whole chunk in memory); progress is heard when the server confirms a chunk. After a
 dropped connection the client asks the server how much it kept (``HEAD``) and continues
 from there; when it gives up it raises ``errors.UploadInterrupted`` with the upload's URL,
 which a later call (even from another process) passes as ``resume_url``.
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin
 
 import httpx
@@ -22,6 +24,7 @@ from appkit._errors_map import boundary, from_response
 
 TUS_VERSION = "1.0.0"
 CHUNK_SIZE = 6 * 1024 * 1024
+BLOCK_SIZE = 1024 * 1024  # one read from disk / one write to the socket
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -69,10 +72,8 @@ class AsyncTusUpload:
                 on_progress(offset, length)
             failures = 0
             while offset < length:
-                handle.seek(offset)
-                chunk = handle.read(min(self._chunk, length - offset))
                 try:
-                    offset = await self._patch(url, offset, chunk)
+                    offset = await self._patch(url, offset, min(self._chunk, length - offset), handle)
                 except (httpx.TransportError, _Retry) as exc:
                     failures += 1
                     if failures > self._retries:
@@ -124,9 +125,12 @@ class AsyncTusUpload:
                                          code="InvalidRequest")
         return offset
 
-    async def _patch(self, url: str, offset: int, chunk: bytes) -> int:
-        headers = {**self._headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
-        response = await self._http.patch(url, headers=headers, content=chunk)
+    async def _patch(self, url: str, offset: int, size: int, handle: BinaryIO) -> int:
+        """Send ``size`` bytes of the file from ``offset``; the server's new offset."""
+        headers = {**self._headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+                   "Content-Length": str(size)}
+        response = await self._http.patch(url, headers=headers,
+                                          content=_blocks(handle, offset, size))
         if response.status_code in (409, 423):  # offset moved on / the server still holds a dropped request
             raise _Retry(response.status_code)
         if response.status_code != 204:
@@ -135,6 +139,18 @@ class AsyncTusUpload:
             return int(response.headers["upload-offset"])
         except (KeyError, ValueError):
             raise errors.UnexpectedResponse("PATCH returned no Upload-Offset", code="unexpected_response") from None
+
+
+async def _blocks(handle: BinaryIO, offset: int, size: int) -> AsyncIterator[bytes]:
+    """``size`` bytes of ``handle`` from ``offset``, a block at a time."""
+    handle.seek(offset)
+    left = size
+    while left:
+        block = handle.read(min(BLOCK_SIZE, left))
+        if not block:
+            raise errors.ValidationError("the file shrank while it was being uploaded", code="invalid_file")
+        left -= len(block)
+        yield block
 
 
 class _Retry(Exception):

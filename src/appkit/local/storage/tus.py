@@ -32,10 +32,12 @@ from appkit.local.storage.api import StorageAPI
 from appkit.local.storage.db import StorageCaller
 from appkit.local.storage.files import (
     DEFAULT_MIME,
+    Flusher,
     Ingested,
     check_mimetype,
     mime_allowed,
     normalize_cache_control,
+    write_all,
 )
 from appkit.local.storage.paths import check_bucket_id, check_key, new_version
 
@@ -233,19 +235,19 @@ class TusUploads:
             length = int(info["length"])
             fd = os.open(data_path, os.O_WRONLY)
             disconnected = False
+            flusher = Flusher(fd, offset)
             try:
                 os.lseek(fd, offset, os.SEEK_SET)
                 try:
                     async for chunk in request.stream():
                         if offset + len(chunk) > length:
                             raise E.tus_error(413, "The upload exceeded its Upload-Length")
-                        view = memoryview(chunk)
-                        while view:
-                            n = os.write(fd, view)
-                            view = view[n:]
+                        write_all(fd, chunk)
                         offset += len(chunk)
+                        flusher.wrote(offset)
                 except ClientDisconnect:
                     disconnected = True
+                flusher.flush(offset)  # this chunk's tail: by the last chunk, little is left to sync
                 if offset == length:  # once, before the object is committed (as tusd's file store:
                     await anyio.to_thread.run_sync(os.fsync, fd)  # no fsync per chunk; HEAD reads the size)
             finally:
