@@ -134,6 +134,21 @@ def discover_migrations(directory: Path) -> list[Migration]:
     return found
 
 
+_NO_TRANSACTION = re.compile(
+    r"(vacuum|create\s+(unique\s+)?index\s+concurrently|drop\s+index\s+concurrently|reindex\b.*\bconcurrently"
+    r"|reindex\s+(system|database)|alter\s+system|(create|drop)\s+(database|tablespace)"
+    r"|alter\s+database\s+\S+\s+set\s+tablespace)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_LEADING_COMMENTS = re.compile(r"\A(\s+|--[^\n]*(\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+
+
+def outside_transaction(sql: str) -> bool:
+    """Whether a statement is one PostgreSQL refuses inside a transaction block (VACUUM,
+    CREATE INDEX CONCURRENTLY, ALTER SYSTEM, CREATE DATABASE, ...)."""
+    return _NO_TRANSACTION.match(sql, _LEADING_COMMENTS.match(sql).end()) is not None  # type: ignore[union-attr]
+
+
 def _error_line(stmt: Statement, exc: psycopg.Error) -> int:
     pos = exc.diag.statement_position
     if pos and pos.isdigit():
@@ -282,6 +297,10 @@ class MigrationRunner:
     def seed(self, paths: Sequence[Path], *, only_if_unseeded: bool = False) -> list[Path]:
         """Run seed files, all in one transaction; record their hashes. Returns the files run.
 
+        Statements ending a file that cannot run in a transaction block (a closing ``VACUUM
+        ANALYZE``, say) run once that transaction has committed, each on its own, so a seed
+        written for Supabase applies.
+
         With ``only_if_unseeded`` nothing runs once any seed was recorded (first start).
         """
         files: list[tuple[Path, str, list[Statement]]] = []
@@ -293,6 +312,15 @@ class MigrationRunner:
             files.append((p, hashlib.sha256(text.encode()).hexdigest(), split_statements(text)))
         if not files:
             return []
+        # statements that cannot run in a transaction block (VACUUM, ...) ending a file run
+        # after the seed's transaction commits
+        after: list[tuple[Path, Statement]] = []
+        for path, _, statements in files:
+            keep = len(statements)
+            while keep and outside_transaction(statements[keep - 1].text):
+                keep -= 1
+            after += [(path, st) for st in statements[keep:]]
+            del statements[keep:]
         with self._locked() as conn:
             conn.execute(_HISTORY_DDL)
             if only_if_unseeded and conn.execute("select exists (select 1 from supabase_migrations.seed_files)") \
@@ -317,4 +345,13 @@ class MigrationRunner:
                     f"{current_path.name}:{line}: {_describe(exc)} (the seed was rolled back)",
                     file=str(current_path), line=line, code=exc.sqlstate, hint=exc.diag.message_hint,
                 ) from None
+            for path, st in after:
+                try:
+                    conn.execute(st.text.encode())
+                except psycopg.Error as exc:
+                    line = _error_line(st, exc)
+                    raise MigrationError(
+                        f"{path.name}:{line}: {_describe(exc)} (the seed's other statements were committed)",
+                        file=str(path), line=line, code=exc.sqlstate, hint=exc.diag.message_hint,
+                    ) from None
         return [f[0] for f in files]
