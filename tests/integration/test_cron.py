@@ -6,6 +6,8 @@ agreeing with the scheduler's parser."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from appkit.local.cron import CronScheduler
 from appkit.local.cronspec import is_valid
 from tests.support import StackHandle, run_cli, start_stack, write_project
 from tests.svc_support import Probe, assert_matrix
@@ -364,3 +367,31 @@ def test_jobs_survive_a_postgres_crash_and_a_stack_restart(tmp_path: Path) -> No
     finally:
         h.stop()
         run_cli("stop", "--workdir", str(tmp_path))
+
+
+async def test_a_second_scheduler_on_the_same_database_runs_nothing(cron: StackHandle) -> None:
+    job = name()
+    jobid = run(cron, "select cron.schedule(%s, '1 seconds', 'select 1')", (job,))[0][0]
+    second = CronScheduler(cron.db_url)
+    task = asyncio.create_task(second.run())
+    try:
+        await asyncio.sleep(3.5)
+        assert second._jobs == {} and not second._tasks  # the stack's scheduler holds the lock
+        started = [r[5] for r in runs(cron, jobid) if r[5] is not None]
+        per_second = [int(s.timestamp()) for s in started]
+        assert len(per_second) >= 2 and len(set(per_second)) == len(per_second)  # one run per slot
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        run(cron, "select cron.unschedule(%s)", (job,))
+
+
+def test_a_role_that_cannot_log_in_gets_connection_failed(cron: StackHandle) -> None:
+    jobid = run(cron, "insert into cron.job (schedule, command, username, jobname) "
+                      "values ('1 seconds', 'select 1', 'anon', %s) returning jobid", (name(),))[0][0]
+    try:
+        first = wait_for(lambda: [r for r in runs(cron, jobid) if r[0] == "failed"], what="a failed run")[0]
+        assert (first[1], first[3]) == ("connection failed", "anon")
+    finally:
+        run(cron, "select cron.unschedule(%s::bigint)", (jobid,))
