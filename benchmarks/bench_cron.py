@@ -100,6 +100,10 @@ def main() -> None:
             peer, peer_missed, peer_doubled = lags(stack, "peer_bench", int(peer_start) + 2, int(time.time()) - 1)
             time.sleep(20)
             idle_after = memory(stack)
+            with psycopg.connect(stack.db_url) as conn:
+                pids = [int(r[0]) for r in conn.execute(
+                    "select pid from pg_stat_activity where application_name = 'pg_cron scheduler'")]
+            scheduler = [psutil.Process(p).memory_full_info() for p in pids]
         finally:
             stack.stop()
     ms = [x * 1000 for x in ours]
@@ -119,6 +123,8 @@ def main() -> None:
     print(f"| before `create extension pg_cron` | {idle_before[0]:.1f} MB | {idle_before[1]:.1f} MB |")
     print(f"| after the window, one daily job scheduled, 20 s idle | {idle_after[0]:.1f} MB | {idle_after[1]:.1f} MB |")
     print(f"| growth | {idle_after[0] - idle_before[0]:+.1f} MB | {idle_after[1] - idle_before[1]:+.1f} MB |")
+    print(f"| of which the scheduler's {len(scheduler)} Postgres connections | "
+          f"{sum(m.rss for m in scheduler) / 2**20:.1f} MB | {sum(getattr(m, 'pss', m.rss) for m in scheduler) / 2**20:.1f} MB |")
 
 
 if __name__ == "__main__":

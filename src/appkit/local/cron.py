@@ -231,30 +231,44 @@ class CronScheduler:
                 await self._writer.close()
             self._writer = None
 
+    async def _connect(self, job: Job) -> AsyncConnection[Any]:
+        return await AsyncConnection.connect(
+            self._conninfo_for(job.database, job.username), autocommit=True, application_name="pg_cron",
+            connect_timeout=10,
+        )
+
     async def _run_once(self, job: Job) -> None:
-        row = await self._write("run_starting", {
-            "jobid": job.jobid, "database": job.database, "username": job.username, "command": job.command,
-        })
-        assert row is not None
-        runid = int(row[0])
-        self._live_runs.add(runid)
         start = datetime.now(UTC)
+        # the run is recorded ('starting') while the job's connection opens
+        recorded, connected = await asyncio.gather(
+            self._write("run_starting", {
+                "jobid": job.jobid, "database": job.database, "username": job.username, "command": job.command,
+            }),
+            self._connect(job), return_exceptions=True,
+        )
+        if isinstance(recorded, BaseException):
+            if isinstance(connected, AsyncConnection):
+                await connected.close()
+            raise recorded
+        assert recorded is not None
+        runid = int(recorded[0])
+        self._live_runs.add(runid)
         try:
-            try:
-                conn = await AsyncConnection.connect(
-                    self._conninfo_for(job.database, job.username), autocommit=True,
-                    application_name="pg_cron", connect_timeout=10,
-                )
-            except psycopg.Error as exc:
-                log.warning("pg_cron job %s: connection failed: %s", job.jobid, str(exc).strip().splitlines()[:1])
+            if isinstance(connected, BaseException):
+                if not isinstance(connected, psycopg.Error | OSError):
+                    raise connected
+                log.warning("pg_cron job %s: connection failed: %s", job.jobid,
+                            str(connected).strip().splitlines()[:1])
                 await self._write("run_finished", {
                     "runid": runid, "status": "failed", "message": "connection failed", "start": start,
                     "end": datetime.now(UTC),
                 })
                 return
-            async with conn:
+            async with connected as conn:
                 start = datetime.now(UTC)
-                await self._write("run_running", {"runid": runid, "pid": conn.info.backend_pid, "start": start})
+                # 'running' is recorded while the command runs (on another connection)
+                running = asyncio.create_task(
+                    self._write("run_running", {"runid": runid, "pid": conn.info.backend_pid, "start": start}))
                 status, message = "succeeded", ""
                 try:
                     async with conn.cursor() as cur:
@@ -267,6 +281,8 @@ class CronScheduler:
                         status, message = "failed", "connection failed"
                 except psycopg.Error as exc:
                     status, message = "failed", _error_message(exc)
+                finally:
+                    await running
                 await self._write("run_finished", {
                     "runid": runid, "status": status, "message": message, "start": start, "end": datetime.now(UTC),
                 })
