@@ -47,6 +47,9 @@ RELOAD_EVERY = 10.0
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 #: missed seconds (a blocked loop, a suspended machine) the scheduler catches up at most
 CATCH_UP = 60
+#: seconds without a run after which the connection that records runs is closed (an idle
+#: stack keeps one scheduler connection, the listener; a Postgres backend is a few MB)
+WRITER_IDLE = 15.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class CronScheduler:
         self._slots = asyncio.Semaphore(MAX_RUNNING)
         self._writer: AsyncConnection[Any] | None = None
         self._writer_lock = asyncio.Lock()
+        self._last_write = 0.0
         self._rebooted = False
 
     def _conninfo_for(self, database: str, username: str) -> str:
@@ -169,6 +173,9 @@ class CronScheduler:
                 last = now
                 for job in due.values():
                     self._fire(job)
+                if self._writer is not None and not self._tasks and time.monotonic() - self._last_write > WRITER_IDLE:
+                    async with self._writer_lock:
+                        await self._close_writer()
 
     @staticmethod
     async def _lead(conn: AsyncConnection[Any]) -> bool:
@@ -199,21 +206,26 @@ class CronScheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_job(self, job: Job) -> None:
+        jobid = job.jobid
         try:
             while True:
                 async with self._slots:
                     await self._run_once(job)
-                if not self._running.get(job.jobid):
+                if not self._running.get(jobid):
                     return
-                self._running[job.jobid] = False
-                job = self._jobs.get(job.jobid, job)
+                self._running[jobid] = False
+                current = self._jobs.get(jobid)  # the queued run uses the job as it is now
+                if current is None or not current.active:
+                    return
+                job = current
         except (psycopg.Error, OSError) as exc:
-            log.warning("pg_cron job %s could not be recorded: %s", job.jobid, str(exc).strip().splitlines()[:1])
+            log.warning("pg_cron job %s could not be recorded: %s", jobid, str(exc).strip().splitlines()[:1])
         finally:
-            self._running.pop(job.jobid, None)
+            self._running.pop(jobid, None)
 
     async def _write(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         async with self._writer_lock:
+            self._last_write = time.monotonic()
             if self._writer is None or self._writer.closed:
                 self._writer = await AsyncConnection.connect(
                     self.conninfo, autocommit=True, application_name="pg_cron scheduler", connect_timeout=5,
