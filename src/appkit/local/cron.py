@@ -1,8 +1,9 @@
 """The local stack's pg_cron scheduler: runs the jobs of appkit's emulated pg_cron extension.
 
 Jobs live in the database (``cron.job``, written by ``cron.schedule`` & co.), so they
-survive restarts. The scheduler keeps one connection that LISTENs on ``appkit_cron`` (the
-extension's ``cron.job`` trigger notifies on every change) and holds a session advisory
+survive restarts. Until the extension exists the scheduler only looks for it every
+:data:`PROBE_EVERY` seconds; then it keeps one connection that LISTENs on ``appkit_cron``
+(the extension's ``cron.job`` trigger notifies on every change) and holds a session advisory
 lock: only the scheduler holding it runs jobs, so two stacks on one database never run a job
 twice. At each second it starts the jobs due then (UTC; ``'N seconds'`` schedules at
 multiples of N); each run opens its own connection logged in as the job's ``username`` to the
@@ -43,6 +44,9 @@ LOCK_KEY = 0x61707069_63726F6E
 MAX_RUNNING = 32
 #: seconds between two full reloads of cron.job (besides the notifications)
 RELOAD_EVERY = 10.0
+#: seconds between two looks for the extension in a database without it (a short-lived
+#: connection each time: a stack whose project does not use pg_cron holds none)
+PROBE_EVERY = 5.0
 #: seconds between reconnect attempts
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 #: missed seconds (a blocked loop, a suspended machine) the scheduler catches up at most
@@ -125,6 +129,7 @@ class CronScheduler:
                 try:
                     await self._session()
                     failures = 0
+                    await asyncio.sleep(PROBE_EVERY)  # no pg_cron in the database (yet)
                 except (psycopg.Error, OSError) as exc:
                     text = str(exc).strip().splitlines()
                     log.debug("pg_cron scheduler connection lost: %s", text[0] if text else type(exc).__name__)
@@ -143,6 +148,8 @@ class CronScheduler:
             self.conninfo, autocommit=True, application_name="pg_cron scheduler", connect_timeout=5,
         )
         async with conn:
+            if not await self._emulated(conn):
+                return
             await conn.execute("listen appkit_cron")
             while not await self._lead(conn):
                 # another scheduler (a second stack on this database) runs the jobs
@@ -159,7 +166,8 @@ class CronScheduler:
                     if self._clock() >= last + 1:
                         break
                 if changed or time.monotonic() - loaded >= RELOAD_EVERY:
-                    await self._reload(conn)
+                    if not await self._reload(conn) and not self._tasks:
+                        return  # the extension was dropped: back to probing
                     loaded = time.monotonic()
                 now = math.floor(self._clock())
                 if now <= last:
@@ -182,11 +190,16 @@ class CronScheduler:
         row = await (await conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,))).fetchone()
         return bool(row and row[0])
 
-    async def _reload(self, conn: AsyncConnection[Any], *, first: bool = False) -> None:
+    @staticmethod
+    async def _emulated(conn: AsyncConnection[Any]) -> bool:
         row = await (await conn.execute(_Q["emulated"])).fetchone()
-        if not row or not row[0]:
+        return bool(row and row[0])
+
+    async def _reload(self, conn: AsyncConnection[Any], *, first: bool = False) -> bool:
+        """Load the jobs; False when the database has no (emulated) pg_cron."""
+        if not await self._emulated(conn):
             self._jobs = {}
-            return
+            return False
         self._jobs = _load(await (await conn.execute(_Q["jobs"])).fetchall())
         if first:
             await conn.execute(_Q["fail_orphaned_runs"], {"live": list(self._live_runs)})
@@ -195,6 +208,7 @@ class CronScheduler:
                 for job in self._jobs.values():
                     if job.active and job.schedule.reboot:
                         self._fire(job)
+        return True
 
     def _fire(self, job: Job) -> None:
         if job.jobid in self._running:
