@@ -98,23 +98,55 @@ class MigrationPlan:
     drifted: list[Migration]
 
 
+#: the Supabase CLI's notice for a file in supabase/migrations it does not apply
+SKIP_WARNING = 'Skipping migration {name}... (file name must match pattern "<timestamp>_name.sql")'
+#: ... and for a pre-2021-12-09 ``<timestamp>_init.sql`` listed first (older CLIs' initial schema)
+SKIP_INIT_WARNING = 'Skipping migration {name}... (replace "init" with a different file name to apply this migration)'
+_INIT_RE = re.compile(r"([0-9]{14})_init\.sql")
+
+
 def discover_migrations(directory: Path) -> list[Migration]:
-    """The migration files in ``directory``, ordered by version (non-matching names skipped)."""
+    """The migration files in ``directory`` in the Supabase CLI's order: by file name (so
+    ``10_b.sql`` runs before ``9_a.sql``, as ``supabase db push`` does).
+
+    A file whose name does not match ``<version>_<name>.sql`` is skipped with the CLI's
+    warning (logged, so ``appkit`` shows it on stderr), as is a pre-2021-12-09
+    ``<timestamp>_init.sql`` listed first. Two files with the same version are both kept:
+    applying the second one fails as it does under the CLI (the version is already in the
+    history table).
+    """
     if not directory.exists():
         return []
     if not directory.is_dir():
         raise ConfigError(f"{directory}: not a directory")
-    found: dict[str, Migration] = {}
-    for path in sorted(directory.iterdir()):
-        if not path.is_file() or not MIGRATION_RE.match(path.name):
+    found: list[Migration] = []
+    for i, path in enumerate(sorted(directory.iterdir(), key=lambda p: p.name.encode())):
+        if path.is_dir():
             continue
-        mig = Migration.from_file(path)
-        if mig.version in found:
-            raise ConfigError(
-                f"{path}: version {mig.version} is used by {found[mig.version].path.name} too"
-            )
-        found[mig.version] = mig
-    return sorted(found.values(), key=lambda m: (int(m.version), m.version))
+        init = _INIT_RE.search(path.name)
+        if i == 0 and init is not None and int(init.group(1)) < 20211209000000:
+            log.warning(SKIP_INIT_WARNING.format(name=path.name))
+            continue
+        if not MIGRATION_RE.match(path.name):
+            log.warning(SKIP_WARNING.format(name=path.name))
+            continue
+        found.append(Migration.from_file(path))
+    return found
+
+
+_NO_TRANSACTION = re.compile(
+    r"(vacuum|create\s+(unique\s+)?index\s+concurrently|drop\s+index\s+concurrently|reindex\b.*\bconcurrently"
+    r"|reindex\s+(system|database)|alter\s+system|(create|drop)\s+(database|tablespace)"
+    r"|alter\s+database\s+\S+\s+set\s+tablespace)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_LEADING_COMMENTS = re.compile(r"\A(\s+|--[^\n]*(\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+
+
+def outside_transaction(sql: str) -> bool:
+    """Whether a statement is one PostgreSQL refuses inside a transaction block (VACUUM,
+    CREATE INDEX CONCURRENTLY, ALTER SYSTEM, CREATE DATABASE, ...)."""
+    return _NO_TRANSACTION.match(sql, _LEADING_COMMENTS.match(sql).end()) is not None  # type: ignore[union-attr]
 
 
 def _error_line(stmt: Statement, exc: psycopg.Error) -> int:
@@ -168,6 +200,8 @@ class MigrationRunner:
 
     @staticmethod
     def _drifted(local: Migration, applied: AppliedMigration) -> bool:
+        if applied.name is not None and applied.name != local.name:
+            return False  # another file of the same version (repeated version) was applied
         return applied.statements is not None and list(applied.statements) != local.texts
 
     def applied(self) -> dict[str, AppliedMigration]:
@@ -231,21 +265,41 @@ class MigrationRunner:
             with conn.transaction(), conn.cursor() as cur:
                 for stmt in mig.statements:
                     cur.execute(stmt.text.encode())
+                stmt = None
                 cur.execute(
                     "insert into supabase_migrations.schema_migrations (version, name, statements) "
                     "values (%s, %s, %s)",
                     (mig.version, mig.name, mig.texts),
                 )
-        except psycopg.Error as exc:
-            line = _error_line(stmt, exc) if stmt is not None else 1
+        except psycopg.errors.UniqueViolation as exc:
+            if stmt is not None:
+                raise self._failed(mig, stmt, exc) from None
+            # the Supabase CLI's report of a repeated version (the history insert fails)
             raise MigrationError(
-                f"{mig.path.name}:{line}: {_describe(exc)} (the file was rolled back)",
-                file=str(mig.path), line=line, code=exc.sqlstate,
-                hint=exc.diag.message_hint,
+                f"{mig.path.name}: ERROR: {exc.diag.message_primary} (SQLSTATE {exc.sqlstate}) "
+                f"{exc.diag.message_detail or ''} (another migration file has version {mig.version}; "
+                "the file was rolled back)",
+                file=str(mig.path), line=1, code=exc.sqlstate,
+                hint="give each migration file its own version (`appkit db new` or `supabase migration new`)",
             ) from None
+        except psycopg.Error as exc:
+            raise self._failed(mig, stmt, exc) from None
+
+    @staticmethod
+    def _failed(mig: Migration, stmt: Statement | None, exc: psycopg.Error) -> MigrationError:
+        line = _error_line(stmt, exc) if stmt is not None else 1
+        return MigrationError(
+            f"{mig.path.name}:{line}: {_describe(exc)} (the file was rolled back)",
+            file=str(mig.path), line=line, code=exc.sqlstate,
+            hint=exc.diag.message_hint,
+        )
 
     def seed(self, paths: Sequence[Path], *, only_if_unseeded: bool = False) -> list[Path]:
         """Run seed files, all in one transaction; record their hashes. Returns the files run.
+
+        Statements ending a file that cannot run in a transaction block (a closing ``VACUUM
+        ANALYZE``, say) run once that transaction has committed, each on its own, so a seed
+        written for Supabase applies.
 
         With ``only_if_unseeded`` nothing runs once any seed was recorded (first start).
         """
@@ -258,6 +312,15 @@ class MigrationRunner:
             files.append((p, hashlib.sha256(text.encode()).hexdigest(), split_statements(text)))
         if not files:
             return []
+        # statements that cannot run in a transaction block (VACUUM, ...) ending a file run
+        # after the seed's transaction commits
+        after: list[tuple[Path, Statement]] = []
+        for path, _, statements in files:
+            keep = len(statements)
+            while keep and outside_transaction(statements[keep - 1].text):
+                keep -= 1
+            after += [(path, st) for st in statements[keep:]]
+            del statements[keep:]
         with self._locked() as conn:
             conn.execute(_HISTORY_DDL)
             if only_if_unseeded and conn.execute("select exists (select 1 from supabase_migrations.seed_files)") \
@@ -282,4 +345,13 @@ class MigrationRunner:
                     f"{current_path.name}:{line}: {_describe(exc)} (the seed was rolled back)",
                     file=str(current_path), line=line, code=exc.sqlstate, hint=exc.diag.message_hint,
                 ) from None
+            for path, st in after:
+                try:
+                    conn.execute(st.text.encode())
+                except psycopg.Error as exc:
+                    line = _error_line(st, exc)
+                    raise MigrationError(
+                        f"{path.name}:{line}: {_describe(exc)} (the seed's other statements were committed)",
+                        file=str(path), line=line, code=exc.sqlstate, hint=exc.diag.message_hint,
+                    ) from None
         return [f[0] for f in files]

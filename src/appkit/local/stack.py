@@ -32,6 +32,8 @@ from appkit.local.atomic import write_atomic
 from appkit.local.base_schema import EXTENSIONS_DIR, apply_base_schema
 from appkit.local.config import ProjectConfig, load_config
 from appkit.local.context import StackContext
+from appkit.local.cron import CronScheduler
+from appkit.local.hookcheck import report_hook_problems
 from appkit.local.keys import JWTKeys
 from appkit.local.postgres import EmbeddedPostgres, port_in_use
 from appkit.local.supervisor import DatabaseSupervisor
@@ -342,13 +344,25 @@ class LocalStack:
                         while not server.started and not task.done():
                             await asyncio.sleep(0.005)
                         watch = asyncio.create_task(supervisor.run(), name="appkit-db-supervisor")
+                        # pg_cron emulation: runs the jobs of cron.job (embedded server only)
+                        cron = asyncio.create_task(CronScheduler(ctx.conninfo()).run(), name="appkit-cron") \
+                            if ctx.embedded else None
+                        checks: asyncio.Task[None] | None = None
                         try:
                             if server.started:
                                 write_atomic(self.paths.state_file, json.dumps(info.__dict__).encode())
                                 if on_ready is not None:
                                     on_ready(info)
+                                # enabled [auth.hook.*] whose function or URL does not exist
+                                checks = asyncio.create_task(report_hook_problems(self.config.auth.hook, db_url))
                             await task
                         finally:
+                            if checks is not None:
+                                checks.cancel()
+                            if cron is not None:
+                                cron.cancel()
+                                with contextlib.suppress(asyncio.CancelledError):
+                                    await cron
                             watch.cancel()
                             with contextlib.suppress(asyncio.CancelledError):
                                 await watch

@@ -34,6 +34,13 @@ $$;
 create schema if not exists graphql_public;
 grant usage on schema graphql_public to postgres, anon, authenticated, service_role;
 
+-- Schemas every (older) Supabase project has, so the `create extension if not exists pg_graphql
+-- with schema graphql` / `pgsodium with schema pgsodium` lines of `supabase db dump` apply
+-- (appkit's stand-ins for both live in appkit/local/pgshare/extension; docs/extensions.md).
+create schema if not exists graphql;
+grant usage on schema graphql to postgres, anon, authenticated, service_role;
+create schema if not exists pgsodium;
+
 -- Supabase's public schema: API roles may use it, and everything postgres (or
 -- supabase_admin) creates in it is granted to them by default; RLS then decides.
 grant usage on schema public to postgres, anon, authenticated, service_role;
