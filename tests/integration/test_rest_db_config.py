@@ -130,7 +130,7 @@ def test_explain_plans_when_db_plan_enabled(stack: StackHandle, rest: SyncPostgr
 
     def text_plan() -> str:
         plan = rest.from_("rest_cfg_sales").select("id").eq("category", "books").explain().execute()
-        assert "Scan" in plan
+        assert isinstance(plan, str) and "Scan" in plan  # not a str while the old config still answers
         return plan
     eventually(text_plan)
     r = httpx.get(url, params={"select": "id", "category": "eq.books"},
