@@ -35,6 +35,7 @@ from appkit.local.context import StackContext
 from appkit.local.keys import JWTKeys
 from appkit.local.postgres import EmbeddedPostgres, port_in_use
 from appkit.local.supervisor import DatabaseSupervisor
+from appkit.local.tasks import cancel_and_wait
 
 log = logging.getLogger("appkit.local")
 
@@ -342,6 +343,10 @@ class LocalStack:
                         while not server.started and not task.done():
                             await asyncio.sleep(0.005)
                         watch = asyncio.create_task(supervisor.run(), name="appkit-db-supervisor")
+                        # pg_net: sends what net.http_* queued (appkit/local/net.py)
+                        from appkit.local.net import NetWorker
+
+                        net_worker = asyncio.create_task(NetWorker(ctx.conninfo()).run(), name="appkit-pg-net")
                         try:
                             if server.started:
                                 write_atomic(self.paths.state_file, json.dumps(info.__dict__).encode())
@@ -349,6 +354,7 @@ class LocalStack:
                                     on_ready(info)
                             await task
                         finally:
+                            await cancel_and_wait(net_worker)
                             watch.cancel()
                             with contextlib.suppress(asyncio.CancelledError):
                                 await watch
