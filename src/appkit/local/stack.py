@@ -242,6 +242,10 @@ class LocalStack:
             return self.external_db_url, False
         self.postgres = EmbeddedPostgres(self.paths.pgdata, self.db_port, extension_dir=EXTENSIONS_DIR)
         fresh = self.postgres.init()
+        # Vault's root key: a file beside the cluster's data, never in the database (appkit/local/vault.py)
+        from appkit.local.vault import ensure_key
+
+        ensure_key(self.postgres.datadir)
         self.postgres.start(wait=False)
         if while_booting is not None:
             while_booting()
@@ -258,6 +262,13 @@ class LocalStack:
         t0 = time.perf_counter()
         if apply_base_schema(db_url):
             log.info("base schema applied in %.0f ms", (time.perf_counter() - t0) * 1000)
+        # [db.vault] secrets, before the migrations as the Supabase CLI creates them (appkit/local/vault.py)
+        from appkit.local.vault import config_secrets, upsert_config_secrets
+
+        secrets, skipped = config_secrets(self.config.db.vault)
+        for name in skipped:
+            log.warning("[db.vault] %s: no value (an empty value or an unset env() variable); not stored", name)
+        upsert_config_secrets(db_url, secrets)
         runner = MigrationRunner(db_url)
         migrations = discover_migrations(self.paths.migrations_dir) if self.config.db.migrations.enabled else []
         for mig in runner.apply(migrations, allow_drift=True):
