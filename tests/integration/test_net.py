@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -268,6 +269,46 @@ def test_requests_in_flight_when_the_stack_stops_are_sent_after_restart(tmp_path
                 assert response(conn, rid)["status_code"] == 200
             assert conn.execute("select count(*) from net.http_request_queue").fetchone() == (0,)
         assert len(sink.wait_for(6, path="/hang")) == 6  # sent again after the restart
+    finally:
+        stack.stop()
+        sink.close()
+
+
+def test_queued_requests_survive_a_postgres_crash_and_the_supervisors_restart(tmp_path: Any) -> None:
+    sink = start_sink()
+    workdir = tmp_path / "netcrash"
+    workdir.mkdir()
+    write_project(workdir)
+    stack = start_stack(workdir)
+    try:
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            ids = [conn.execute("select net.http_get(%s, timeout_milliseconds := 30000)",
+                                (f"{sink.url}/hang",)).fetchone()[0] for _ in range(3)]  # type: ignore[index]
+        sink.wait_for(3, path="/hang")
+        datadir = (workdir / "supabase" / ".appkit" / "pgdata").resolve()
+        postmaster = psutil.Process(int((datadir / "postmaster.pid").read_text().splitlines()[0]))
+        postmaster.kill()
+        postmaster.wait(10)
+        sink.release()  # the three answers arrive while the database is down
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with psycopg.connect(stack.db_url, autocommit=True, connect_timeout=2) as conn:
+                    conn.execute("select net.wait_until_running()")
+                    break
+            except psycopg.Error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            for rid in ids:
+                assert response(conn, rid)["status_code"] == 200
+            assert conn.execute("select count(*) from net.http_request_queue").fetchone() == (0,)
+            after = conn.execute("select net.http_get(%s)", (f"{sink.url}/after-crash",)).fetchone()[0]  # type: ignore[index]
+            assert response(conn, after)["status_code"] == 200
+        assert stack.process is not None and stack.process.poll() is None
+        # request URLs (which may carry keys in their query) are not logged
+        assert "/after-crash" not in (workdir / "stack-test.log").read_text()
     finally:
         stack.stop()
         sink.close()

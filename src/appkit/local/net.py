@@ -17,6 +17,7 @@ backoff; a database without the extension is waited on, not an error.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -48,6 +49,17 @@ BUSY_WAIT = 0.02
 FLUSH_MAX = 500
 
 _Q = load_queries("appkit.local", "net.sql")
+#: set while this module sends a request: httpx's own INFO line (the URL, query string and all,
+#: which may carry a key) is not logged for pg_net's requests
+_SENDING: contextvars.ContextVar[bool] = contextvars.ContextVar("appkit_pg_net_sending", default=False)
+
+
+class _QuietRequests(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _SENDING.get()
+
+
+_HTTPX_FILTER = _QuietRequests()
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,7 @@ class NetWorker:
         self._slots = asyncio.Semaphore(concurrency)
 
     async def run(self) -> None:
+        logging.getLogger("httpx").addFilter(_HTTPX_FILTER)  # once: a filter is added only if absent
         client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
             follow_redirects=True, trust_env=False, timeout=httpx.Timeout(5.0),
@@ -179,6 +192,7 @@ class NetWorker:
                     attempt += 1
                     continue
                 attempt = 0
+                log.debug("pg_net worker: connected")
                 try:
                     async with conn:
                         await conn.execute(f"listen {CHANNEL}")
@@ -239,6 +253,8 @@ class NetWorker:
             return
         if len(rows) >= batch:
             self._woken = True  # more may be queued
+        if rows:
+            log.debug("pg_net worker: sending %d requests", len(rows))
         for r in rows:
             rid = int(r["id"])
             self._busy.add(rid)
@@ -248,6 +264,7 @@ class NetWorker:
 
     async def _send_one(self, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
         async with self._slots:
+            _SENDING.set(True)  # this task's context only
             outcome = await send(client, row)
         self._done.append(outcome)
 
@@ -269,6 +286,7 @@ class NetWorker:
             self._done[:0] = batch  # stored after the reconnect
             raise
         self._busy.difference_update(ids)
+        log.debug("pg_net worker: stored %d responses", len(ids))
 
     async def _expire(self, conn: psycopg.AsyncConnection[Any]) -> None:
         try:

@@ -176,6 +176,7 @@ $$;
 create function net.wait_until_running() returns void language plpgsql as $$
 begin
   for i in 1 .. 600 loop
+    perform pg_stat_clear_snapshot();  -- pg_stat_activity is otherwise read once per transaction
     if exists (select 1 from pg_stat_activity where application_name = 'pg_net worker') then
       return;
     end if;
