@@ -220,14 +220,14 @@ class NetWorker:
         while True:
             if self._done:
                 await self._flush(conn)
-            if self._woken:
+            if self._woken and self._room():
                 self._woken = False
                 await self._claim(conn, client)
             if time.monotonic() >= next_sweep:
                 await self._expire(conn)
                 next_sweep = time.monotonic() + self.sweep_interval
                 self._woken = True
-            if self._woken or self._done:
+            if self._done or (self._woken and self._room()):
                 continue
             # notifications that arrived during the queries above are delivered at once (psycopg
             # keeps them); with requests in flight, look again soon to store their outcomes
@@ -235,15 +235,17 @@ class NetWorker:
             async for _ in conn.notifies(timeout=wait, stop_after=1):
                 self._woken = True
 
+    def _room(self) -> int:
+        """How many more requests may be taken now (in flight or waiting to be stored)."""
+        return max(self.concurrency * 4 - len(self._busy), 0)
+
     async def _claim(self, conn: psycopg.AsyncConnection[Any], client: httpx.AsyncClient) -> None:
-        if len(self._busy) >= self.concurrency * 4:
-            self._woken = True  # come back once some finished
-            return
         try:
             cur = await conn.execute(_Q["batch_size"])
             row = await cur.fetchone()
             batch = max(1, int(row[0])) if row else 200
             cur = conn.cursor(row_factory=dict_row)
+            batch = min(batch, self._room())
             await cur.execute(_Q["claim_requests"], {"busy": list(self._busy), "limit": batch})
             rows = await cur.fetchall()
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction):
