@@ -99,6 +99,7 @@ def start_sink() -> HttpSink:
 
         do_GET = do_POST = do_DELETE = _handle
 
+    ThreadingHTTPServer.request_queue_size = 256  # many concurrent connections (the default backlog is 5)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     sink = HttpSink(server)

@@ -155,6 +155,17 @@ def test_unreachable_host_timeout_and_empty_reply_are_error_rows(db: psycopg.Con
     assert collected == ("SUCCESS",)
 
 
+def test_more_requests_than_the_worker_takes_at_once_all_complete(db: psycopg.Connection[Any], sink: HttpSink) -> None:
+    # a generous timeout: the test's threaded server is slow when the machine is busy
+    ids = [r[0] for r in db.execute("select net.http_post(%s, jsonb_build_object('i', i), timeout_milliseconds := 60000) "
+                                     "from generate_series(1, 600) i", (f"{sink.url}/many",)).fetchall()]
+    for rid in ids:
+        row = response(db, rid, timeout=120)
+        assert row["status_code"] == 200, row["error_msg"]
+    assert len(sink.wait_for(600, path="/many")) == 600
+    assert sorted(s.json()["i"] for s in sink.seen if s.path == "/many") == list(range(1, 601))  # type: ignore[index]
+
+
 def test_worker_is_up_and_survives_worker_restart(db: psycopg.Connection[Any], sink: HttpSink) -> None:
     db.execute("select net.wait_until_running()")
     db.execute("select net.check_worker_is_up()")
