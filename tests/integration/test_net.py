@@ -166,6 +166,21 @@ def test_more_requests_than_the_worker_takes_at_once_all_complete(db: psycopg.Co
     assert sorted(s.json()["i"] for s in sink.seen if s.path == "/many") == list(range(1, 601))  # type: ignore[index]
 
 
+@pytest.mark.parametrize("clause", ["", "with schema extensions", "with schema pg_catalog"])
+def test_create_extension_with_each_schema_clause_migrations_use(stack: StackHandle, clause: str) -> None:
+    # installed by default as on Supabase: `if not exists` is a no-op; dropped and created again
+    # (rolled back here), pg_net's objects are in schema net whatever the clause
+    with psycopg.connect(stack.db_url) as conn:
+        conn.execute(f"create extension if not exists pg_net {clause}")
+        with pytest.raises(psycopg.errors.DuplicateObject, match='extension "pg_net" already exists'), \
+                conn.transaction():
+            conn.execute(f"create extension pg_net {clause}")
+        conn.execute("drop extension pg_net")
+        conn.execute(f"create extension pg_net {clause}")
+        assert conn.execute("select net.http_get('http://127.0.0.1:1/') > 0").fetchone() == (True,)
+        conn.rollback()
+
+
 def test_worker_is_up_and_survives_worker_restart(db: psycopg.Connection[Any], sink: HttpSink) -> None:
     db.execute("select net.wait_until_running()")
     db.execute("select net.check_worker_is_up()")
