@@ -137,6 +137,9 @@ def test_unreachable_host_timeout_and_empty_reply_are_error_rows(db: psycopg.Con
                       (f"{sink.url}/slow?ms=1500",)).fetchone()[0]  # type: ignore[index]
     dropped = db.execute("select net.http_get(%s)", (f"{sink.url}/drop",)).fetchone()[0]  # type: ignore[index]
     ftp = db.execute("select net.http_get('ftp://127.0.0.1/x')").fetchone()[0]  # type: ignore[index]
+    # a header value that would inject another header is refused, not sent
+    injected = db.execute("select net.http_get(%s, headers := jsonb_build_object('X-Bad', e'a\\r\\nInjected: 1'))",
+                          (f"{sink.url}/injected",)).fetchone()[0]  # type: ignore[index]
     for rid in refused:
         row = response(db, rid)
         assert row["status_code"] is None and row["timed_out"] is False
@@ -146,6 +149,9 @@ def test_unreachable_host_timeout_and_empty_reply_are_error_rows(db: psycopg.Con
     assert row["error_msg"].startswith("Timeout of 200 ms reached. Total time: ")
     assert response(db, dropped)["error_msg"] == "Server returned nothing (no headers, no data)"
     assert response(db, ftp)["error_msg"] == "Unsupported protocol"
+    row = response(db, injected)
+    assert row["status_code"] is None and row["error_msg"]
+    assert not [s for s in sink.seen if s.path == "/injected"]
     collected = db.execute("select (net._http_collect_response(%s)).*", (refused[0],)).fetchone()
     assert collected is not None and collected[:2] == ("ERROR", "Couldn't connect to server")
     # the worker keeps working

@@ -147,7 +147,7 @@ async def send(client: httpx.AsyncClient, row: dict[str, Any]) -> Outcome:
     except (TimeoutError, httpx.TimeoutException) as exc:
         connected = connected or not isinstance(exc, httpx.ConnectTimeout)
         return Outcome(rid, timed_out=True, error_msg=_timeout_text(timeout_ms, time.monotonic() - started, connected))
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
         return Outcome(rid, timed_out=False, error_msg=_error_text(exc))
     except (OSError, ValueError, UnicodeError) as exc:  # what a hostile server can still provoke
         return Outcome(rid, timed_out=False, error_msg=_error_text(exc))
@@ -267,7 +267,11 @@ class NetWorker:
     async def _send_one(self, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
         async with self._slots:
             _SENDING.set(True)  # this task's context only
-            outcome = await send(client, row)
+            try:
+                outcome = await send(client, row)
+            except Exception as exc:  # a bug must cost one error row, never the worker or a lost request
+                log.warning("pg_net worker: request %s failed unexpectedly: %s", row["id"], type(exc).__name__)
+                outcome = Outcome(int(row["id"]), timed_out=False, error_msg=f"internal error: {type(exc).__name__}")
         self._done.append(outcome)
 
     async def _flush(self, conn: psycopg.AsyncConnection[Any]) -> None:
