@@ -10,8 +10,8 @@ one worker, answers 200 ``ok``) in a process of its own.
    (``select net.http_post(...) from generate_series(1, N)``) and (b) one transaction per call
    (autocommit, as webhooks fire); the time from the first call to the last of the N rows in
    ``net._http_response``. **Baseline**, same run, same server: the same N POSTs sent straight
-   from Python with httpx at the worker's concurrency (64) -- the ratio is what the queue, the
-   worker and the response rows cost on top of the HTTP calls themselves.
+   from Python with httpx set up as the worker (64 in flight over clients of 4 connections) --
+   the ratio is what the queue, the worker and the response rows cost on top of the HTTP calls.
 2. **Memory** -- the stack process's RSS and the pg_net worker backend's USS: once the stack is
    ready and idle, after the bursts, and after ``--idle`` seconds of idling (target: the stack
    grows by <= 10 MB with the services on).
@@ -101,15 +101,25 @@ def per_call_transactions(db_url: str, url: str, n: int) -> float:
 
 
 async def direct(url: str, n: int, concurrency: int = 64) -> float:
+    """The same POSTs from Python with httpx, set up as the worker sets it up (POOL_SIZE
+    connections per client, CONCURRENCY in flight)."""
+    from appkit.local.net import POOL_SIZE
+
     slots = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
-        async def one(i: int) -> None:
-            async with slots:
-                r = await client.post(url, json={"i": i})
-                r.raise_for_status()
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return time.perf_counter() - t0
+    clients = [httpx.AsyncClient(limits=httpx.Limits(max_connections=POOL_SIZE))
+               for _ in range(max(concurrency // POOL_SIZE, 1))]
+
+    async def one(i: int) -> None:
+        async with slots:
+            r = await clients[i % len(clients)].post(url, json={"i": i})
+            r.raise_for_status()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - t0
+    for client in clients:
+        await client.aclose()
+    return elapsed
 
 
 def cpu(pids: list[int]) -> float:
