@@ -222,7 +222,9 @@ def test_webhook_trigger_sends_supabase_payload_and_logs_the_hook(db: psycopg.Co
         db.execute("update public.webhook_items set name = 'b' where id = 1")
         db.execute("delete from public.webhook_items where id = 1")
         seen = sink.wait_for(3, path="/hook")
-        payloads = [s.json() for s in seen]
+        # sent concurrently, as pg_net sends them: they may arrive in any order
+        by_type = {p["type"]: p for p in (s.json() for s in seen)}  # type: ignore[union-attr,index]
+        payloads = [by_type["INSERT"], by_type["UPDATE"], by_type["DELETE"]]
         assert payloads[0] == {"type": "INSERT", "table": "webhook_items", "schema": "public",
                                "record": {"id": 1, "name": "a"}, "old_record": None}
         assert payloads[1] == {"type": "UPDATE", "table": "webhook_items", "schema": "public",
