@@ -184,3 +184,24 @@ def test_db_vault_secrets_exist_before_the_seed_and_survive_restarts(tmp_path: P
         assert "[db.vault] unset" in log and "first-value" not in log and "second-value" not in log
     finally:
         stack.stop()
+
+
+def test_without_the_key_file_vault_refuses_with_a_clear_error(stack: StackHandle, db: psycopg.Connection[Any]) -> None:
+    # what an external database (no key file in its data directory) answers
+    assert stack.workdir is not None
+    key_path = stack.workdir / "supabase" / ".appkit" / "pgdata" / KEY_FILE
+    sid = db.execute("select vault.create_secret('kept', 'nokey_kept')").fetchone()[0]  # type: ignore[index]
+    before = db.execute("select count(*) from vault.secrets").fetchone()
+    hidden = key_path.with_name(KEY_FILE + ".hidden")
+    key_path.rename(hidden)
+    try:
+        for sql in ("select vault.create_secret('x', 'nokey_new')",
+                    "select decrypted_secret from vault.decrypted_secrets where name = 'nokey_kept'",
+                    f"select vault.update_secret('{sid}', 'changed')"):
+            with pytest.raises(psycopg.errors.UndefinedFile, match="vault: the encryption key is not available"):
+                db.execute(sql)
+    finally:
+        hidden.rename(key_path)
+    assert db.execute("select count(*) from vault.secrets").fetchone() == before
+    assert db.execute("select decrypted_secret from vault.decrypted_secrets where id = %s", (sid,)).fetchone() == ("kept",)
+    db.execute("delete from vault.secrets where id = %s", (sid,))
