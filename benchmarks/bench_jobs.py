@@ -17,6 +17,9 @@ of its own in that one database and runs in this process (one event loop, like a
    ``batch_size = --batch``, ``max_concurrent_tasks = --concurrency``, drain mode;
    procrastinate ``concurrency = --procrastinate-concurrency`` (it fetches one job per
    query; 1, 5, 10 and 20 measured within noise of each other here), ``wait=False`` (exit when empty).
+   Also reported: CPU time per job, of this process (enqueuer + worker, ``time.process_time``)
+   and of the Postgres server (postmaster + exited and live backends, from /proc; NaN for a
+   server on another machine), which a shared machine's load distorts less than the rates.
 2. **Latency** — an idle worker waits on LISTEN; ``--latency-samples`` jobs are enqueued one
    at a time, 20 ms apart; enqueue -> handler start, p50/p95/p99 (perf_counter, one process).
 3. **Retention** (``--retention-jobs``) — appkit only: the queue's retention set to 0 s,
@@ -28,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,12 +50,48 @@ sys.path.insert(0, str(REPO))
 from appkit.db.bundled import copy_missing  # noqa: E402
 from appkit.jobs import Worker  # noqa: E402
 from tests.support import start_stack, write_project  # noqa: E402
-import contextlib
+
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def _proc_cpu(pid: int, *, children: bool) -> float:
+    """CPU seconds of a process (plus its reaped children's, with ``children``) from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # exited meanwhile
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / _TICK
+
+
+def server_cpu(postmaster: int) -> float:
+    """CPU seconds used so far by a Postgres server: postmaster + exited backends + live backends."""
+    total = _proc_cpu(postmaster, children=True)
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == postmaster:
+                total += (int(stat[11]) + int(stat[12])) / _TICK
+    return total
+
+
+async def postmaster_pid(url: str) -> int | None:
+    """The server's postmaster pid (a backend's parent), or None when it is not on this machine."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        row = await (await conn.execute("select pg_backend_pid()")).fetchone()
+    assert row is not None
+    try:
+        return int(Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
 
 
 # -- appkit -------------------------------------------------------------------------------------
@@ -323,21 +364,31 @@ async def run(url: str, args: argparse.Namespace) -> None:
         "pgqueuer-psycopg": lambda: pgqueuer_throughput(url, args.jobs, args, "psycopg"),
         "procrastinate": lambda: procrastinate_throughput(url, args.procrastinate_jobs or args.jobs, args),
     }
+    postmaster = await postmaster_pid(url)
     count = {name: (args.procrastinate_jobs or args.jobs) if name == "procrastinate" else args.jobs for name in only}
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for r in range(args.rounds):
             order = only if r % 2 == 0 else list(reversed(only))
             for name in order:
                 await conn.execute("checkpoint")
+                cpu0 = time.process_time()
+                srv0 = server_cpu(postmaster) if postmaster else 0.0
                 result = await runners[name]()
+                result["client_cpu_s"] = time.process_time() - cpu0
+                await asyncio.sleep(0.5)  # the run's backends exit and are reaped (their CPU moves to the postmaster)
+                result["server_cpu_s"] = server_cpu(postmaster) - srv0 if postmaster else float("nan")
                 throughput[name].append(result)
                 rate = count[name] / (result["enqueue_s"] + result["process_s"])
+                us = 1e6 / count[name]
                 print(f"  round {r + 1} {name:18} enqueue {result['enqueue_s']:6.2f} s, process "
-                      f"{result['process_s']:6.2f} s -> {rate:8,.0f} jobs/s end to end", flush=True)
+                      f"{result['process_s']:6.2f} s -> {rate:8,.0f} jobs/s end to end; CPU per job: "
+                      f"worker {result['client_cpu_s'] * us:5.0f} us + server {result['server_cpu_s'] * us:5.0f} us",
+                      flush=True)
 
     print(f"\n### Throughput: {args.jobs:,} no-op jobs (median of {args.rounds} round(s))\n")
-    print("| system | enqueue (jobs/s) | claim+run+complete (jobs/s) | end to end (jobs/s) | vs PgQueuer (best driver) |")
-    print("|---|---|---|---|---|")
+    print("| system | enqueue (jobs/s) | claim+run+complete (jobs/s) | end to end (jobs/s) | vs PgQueuer (best driver) "
+          "| CPU per job, worker + server (us) |")
+    print("|---|---|---|---|---|---|")
     best_peer = max((statistics.median(count[s] / (x["enqueue_s"] + x["process_s"]) for x in throughput[s])
                      for s in only if s.startswith("pgqueuer")), default=None)
     for name in only:
@@ -347,7 +398,10 @@ async def run(url: str, args: argparse.Namespace) -> None:
         e2e = statistics.median(n / (x["enqueue_s"] + x["process_s"]) for x in throughput[name])
         ratio = f"{e2e / best_peer:.2f}x" if best_peer else ""
         label = name if n == args.jobs else f"{name} ({n:,} jobs)"
-        print(f"| {label} | {enq:,.0f} | {proc:,.0f} | {e2e:,.0f} | {ratio} |")
+        client = statistics.median(x["client_cpu_s"] for x in throughput[name]) * 1e6 / n
+        server = statistics.median(x["server_cpu_s"] for x in throughput[name]) * 1e6 / n
+        print(f"| {label} | {enq:,.0f} | {proc:,.0f} | {e2e:,.0f} | {ratio} | {client:,.0f} + {server:,.0f} "
+              f"= {client + server:,.0f} |")
 
     if args.latency_samples:
         print(f"\n### Enqueue -> handler start, idle worker ({args.latency_samples} jobs, 20 ms apart)\n")

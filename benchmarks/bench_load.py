@@ -5,6 +5,8 @@ bottleneck), against a stack of its own.
     apt-get install -y wrk
     python benchmarks/bench_load.py                          # 200 connections, 60 s mix
     python benchmarks/bench_load.py --duration 20 --solo 10  # a quick run
+    python benchmarks/bench_load.py --against cb66ad7 --rounds 3 --duration 30 --solo 0
+        # the mix against this tree and against commit cb66ad7's (git archive), interleaved
 
 Every request is a signed-in user's (a real session's access token): REST reads a row by
 primary key and inserts one (RLS: owner = auth.uid()), auth reads ``/user``, storage
@@ -14,6 +16,11 @@ errors/timeouts. Baseline measured in the same run: the gateway's ``/health`` (n
 database, no auth) at the same concurrency, so the mix's throughput is also shown as a
 ratio of the server's bare request rate. Then each request kind alone (``--solo``
 seconds each) for its own latency.
+
+On a shared machine the latencies move with the neighbours' load; two columns do not: the
+server process's CPU time per request (user + system, from /proc), and, with ``--against``,
+the same mix against an older tree's stack in alternating rounds (both stacks up at once,
+the idle one costing nothing), so that both see the same load.
 """
 
 from __future__ import annotations
@@ -123,56 +130,100 @@ def prepare(h: StackHandle) -> dict[str, str]:
     return {"LOAD_TOKEN": token, "LOAD_ANON": h.anon_key, "LOAD_ROW": row}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(h: StackHandle, env: dict[str, str], script: Path, *, seconds: int, connections: int,
             only: str = "") -> dict[str, float]:
     cmd = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script),
            h.api_url]
+    assert h.process is not None
+    cpu = cpu_seconds(h.process.pid)
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env, "LOAD_ONLY": only},
                           timeout=seconds + 60)
+    cpu = cpu_seconds(h.process.pid) - cpu
     m = re.search(r"RESULT (.*)", proc.stdout)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
-    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    result = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    result["cpu_ms"] = cpu * 1000 / max(result["requests"], 1)
+    return result
+
+
+def tree_of(rev: str, into: Path) -> Path:
+    """Commit ``rev``'s source tree (git archive) under ``into``; its stack runs from there."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "src", "cli"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+class Target:
+    """One stack under test, prepared for the load script."""
+
+    def __init__(self, label: str, workdir: Path, source: Path | None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_project(workdir)
+        env = {"PYTHONPATH": f"{source / 'src'}:{source / 'cli'}"} if source is not None else None
+        self.label = label
+        self.handle = start_stack(workdir, env=env)
+        self.env = prepare(self.handle)
+        self.script = workdir / "load.lua"
+        self.script.write_text(LUA)
+        run_wrk(self.handle, self.env, self.script, seconds=3, connections=20)  # warm-up: pools, caches
+
+    def run(self, seconds: int, connections: int, only: str = "") -> dict[str, float]:
+        return run_wrk(self.handle, self.env, self.script, seconds=seconds, connections=connections, only=only)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=60)
     ap.add_argument("--connections", type=int, default=200)
-    ap.add_argument("--solo", type=int, default=15, help="seconds for each request kind alone")
+    ap.add_argument("--solo", type=int, default=15, help="seconds for each request kind alone (0: none)")
+    ap.add_argument("--against", help="also run the mix against this git revision's stack, interleaved")
+    ap.add_argument("--rounds", type=int, default=1, help="mix runs per stack")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="appkit-load-"))
-    write_project(workdir)
-    h = start_stack(workdir)
+    targets: list[Target] = []
+    rows: list[tuple[str, dict[str, float]]] = []
     try:
-        env = prepare(h)
-        script = workdir / "load.lua"
-        script.write_text(LUA)
-        run_wrk(h, env, script, seconds=3, connections=20)  # warm-up: pools, caches
-        rows: list[tuple[str, dict[str, float]]] = []
-        rows.append(("baseline: GET /health", run_wrk(h, env, script, seconds=args.solo, connections=args.connections,
-                                                      only="health")))
-        mix = run_wrk(h, env, script, seconds=args.duration, connections=args.connections)
-        rows.append((f"mix ({args.duration} s)", mix))
-        for kind, label in (("get", "REST GET by id"), ("post", "REST POST (insert)"), ("user", "auth GET /user"),
-                            ("storage", "storage GET 1 KiB")):
-            rows.append((label, run_wrk(h, env, script, seconds=args.solo, connections=args.connections, only=kind)))
+        targets.append(Target("this tree", workdir / "this", None))
+        if args.against:
+            targets.append(Target(args.against, workdir / "other", tree_of(args.against, workdir / "src")))
+        main_target = targets[0]
+        rows.append(("baseline: GET /health", main_target.run(args.solo or 10, args.connections, "health")))
+        for n in range(args.rounds):
+            for t in targets:
+                label = f"mix ({args.duration} s)" + (f", {t.label}" if args.against else "") + \
+                    (f", round {n + 1}" if args.rounds > 1 else "")
+                rows.append((label, t.run(args.duration, args.connections)))
+        if args.solo:
+            for kind, label in (("get", "REST GET by id"), ("post", "REST POST (insert)"), ("user", "auth GET /user"),
+                                ("storage", "storage GET 1 KiB")):
+                rows.append((label, main_target.run(args.solo, args.connections, kind)))
         load = os.getloadavg()
     finally:
-        h.stop()
+        for t in targets:
+            t.handle.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     base_rate = rows[0][1]["requests"] / rows[0][1]["seconds"]
     print(f"\nLoad benchmark: {args.connections} connections, wrk -t 2; {os.cpu_count()} CPUs, "
           f"load average at the end {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}\n")
-    print("| run | requests | req/s | ratio to /health | errors | p50 ms | p90 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | requests | req/s | ratio to /health | errors | p50 ms | p90 ms | p99 ms | max ms | p99 / p50 "
+          "| server CPU ms / request |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, r in rows:
         rate = r["requests"] / r["seconds"]
         errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
         print(f"| {label} | {int(r['requests']):,} | {rate:,.0f} | {rate / base_rate:.2f} | {int(errors)} | "
-              f"{r['p50']:.0f} | {r['p90']:.0f} | {r['p99']:.0f} | {r['max']:.0f} |")
+              f"{r['p50']:.0f} | {r['p90']:.0f} | {r['p99']:.0f} | {r['max']:.0f} | {r['p99'] / r['p50']:.1f} | "
+              f"{r['cpu_ms']:.2f} |")
 
 
 if __name__ == "__main__":

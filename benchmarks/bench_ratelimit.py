@@ -10,13 +10,17 @@ connection, in the same run:
 - round trip: N sequential ``select * from appkit.rate_limit(...)`` over TCP (prepared);
 - round trip inside one transaction: the same, without a commit (and its WAL flush) per call,
   which is how a policy or RPC pays for it (the request's own commit is shared);
-- baselines: the same token-bucket upsert written inline (no function) and ``select 1``.
-Prints a markdown table; the ratio column is against the inline upsert.
+- baselines: the same token-bucket upsert written inline (no function) and ``select 1``;
+- before/after: ``appkit.rate_limit`` as sql/0030_ratelimit.sql wrote it (the refill expression
+  inline, twice in the upsert), installed from that file as ``public.bench_rate_limit_0030``,
+  against the current one (0034: the expression in ``appkit._rate_limit_level``), interleaved.
+Prints markdown tables; the ratio column is against the inline upsert, then current vs 0030.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -59,6 +63,19 @@ do $bench$ declare t double precision; begin
   end loop;
 end $bench$
 """
+SQL_DIR = REPO / "sql"
+
+
+def rate_limit_0030() -> str:
+    """0030's ``appkit.rate_limit`` definition, renamed ``public.bench_rate_limit_0030``."""
+    text = (SQL_DIR / "0030_ratelimit.sql").read_text()
+    found = re.search(r"create or replace function appkit\.rate_limit\(key text.*?\n\$\$;", text, re.DOTALL)
+    assert found, "appkit.rate_limit not found in sql/0030_ratelimit.sql"
+    return (found.group(0).replace("function appkit.rate_limit(", "function public.bench_rate_limit_0030(")
+            .replace("rate_limit.capacity", "bench_rate_limit_0030.capacity")
+            .replace("rate_limit.refill_per_second", "bench_rate_limit_0030.refill_per_second"))
+
+
 RL_MANY = """
 do $bench$ declare r record; begin
   for g in 1..{n} loop
@@ -108,6 +125,24 @@ def round_trips_in_tx(conn: psycopg.Connection[tuple[object, ...]], statement: s
         return round_trips(conn, statement, n, keys)
 
 
+def before_after(conn: psycopg.Connection[tuple[object, ...]], n: int, keys: int,
+                 rounds: int = 3) -> list[tuple[str, float, float]]:
+    """(measurement, 0030 seconds per call, current seconds per call), the two interleaved per round."""
+    old_many = RL_MANY.replace("appkit.rate_limit(", "public.bench_rate_limit_0030(")
+    old_one = "select * from public.bench_rate_limit_0030(%(k)s, 1000000, 1000)"
+    new_one = "select * from appkit.rate_limit(%(k)s, 1000000, 1000)"
+    in_db(conn, old_many, keys, keys)  # warm up (both use the same buckets: same keys, same table)
+    db_old, db_new, rt_old, rt_new = [], [], [], []
+    for _ in range(rounds):
+        db_old.append(in_db(conn, old_many, n, keys))
+        db_new.append(in_db(conn, RL_MANY, n, keys))
+        rt_old.append(round_trips_in_tx(conn, old_one, n // 4, keys))
+        rt_new.append(round_trips_in_tx(conn, new_one, n // 4, keys))
+    med = statistics.median
+    return [("in-database (service role / no JWT)", med(db_old), med(db_new)),
+            ("per round trip inside one transaction (median)", med(rt_old), med(rt_new))]
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=20000)
@@ -122,6 +157,7 @@ def main(argv: list[str]) -> int:
         try:
             with psycopg.connect(stack.db_url, autocommit=True) as conn:
                 conn.execute(INLINE_SETUP)
+                conn.execute(rate_limit_0030().encode())
                 rl_many = RL_MANY
                 # warm up both paths (first calls create the rows)
                 in_db(conn, rl_many, keys, keys)
@@ -141,6 +177,7 @@ def main(argv: list[str]) -> int:
                     ("baseline: the same upsert inline, per round trip inside one transaction (median)",
                      round_trips_in_tx(conn, INLINE_ONE, n // 4, keys)),
                 ]
+                versions = before_after(conn, n, keys)
         finally:
             stack.stop()
     inline_db = rows[2][1]
@@ -151,6 +188,10 @@ def main(argv: list[str]) -> int:
     for i, (name, secs) in enumerate(rows):
         base = inline_db if i < 3 else inline_rt if i < 6 else rows[7][1]
         print(f"| {name} | {secs * 1000:.4f} | {secs / base:.2f}x |")
+    print("\n| appkit.rate_limit | 0030 (ms per call) | current (ms per call) | current / 0030 |")
+    print("|---|---|---|---|")
+    for name, old, new in versions:
+        print(f"| {name} | {old * 1000:.4f} | {new * 1000:.4f} | {new / old:.2f}x |")
     return 0
 
 

@@ -54,12 +54,15 @@ token_verifications = 100000
 
 
 def write_project(workdir: Path, *, api_port: int | None = None, db_port: int | None = None,
-                  extra_config: str = "") -> tuple[int, int]:
+                  extra_config: str = "", studio_port: int | None = None) -> tuple[int, int]:
+    """A test project's config.toml; the studio is off unless ``studio_port`` is given (test stacks run in
+    parallel: none may take the default port 54323)."""
     api_port = api_port or free_port()
     db_port = db_port or free_port()
+    studio = "[studio]\nenabled = false\n" if studio_port is None else f"[studio]\nport = {studio_port}\n"
     (workdir / "supabase" / "migrations").mkdir(parents=True, exist_ok=True)
     (workdir / "supabase" / "config.toml").write_text(
-        CONFIG.format(api_port=api_port, db_port=db_port) + extra_config
+        CONFIG.format(api_port=api_port, db_port=db_port) + studio + extra_config
     )
     return api_port, db_port
 

@@ -11,7 +11,7 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.logging import RichHandler
@@ -48,7 +48,11 @@ from appkit_cli.orgs import orgs_app
 from appkit_cli.ratelimit import ratelimit_app
 from appkit_cli.schema import schema_app
 from appkit_cli.storage import storage_app
+from appkit_cli.studio import start_beside, stop_beside, studio, studio_url, wait_studio_url
 from appkit_cli.users import users_app
+
+if TYPE_CHECKING:
+    from appkit.studio import StudioServer
 
 app = typer.Typer(
     name="appkit",
@@ -84,6 +88,7 @@ app.add_typer(storage_app, name="storage")
 app.add_typer(ratelimit_app, name="ratelimit")
 app.add_typer(audit_app, name="audit")
 app.command("mail")(mail)
+app.command("studio")(studio)
 
 
 class Output(StrEnum):
@@ -93,12 +98,14 @@ class Output(StrEnum):
     dotenv = "dotenv"
 
 
-LABELS = {"API_URL": "API URL", "DB_URL": "DB URL", "ANON_KEY": "Anon Key",
+LABELS = {"API_URL": "API URL", "DB_URL": "DB URL", "STUDIO_URL": "Studio URL", "ANON_KEY": "Anon Key",
           "SERVICE_ROLE_KEY": "Service Role Key", "JWT_SECRET": "JWT Secret"}
 
 
-def print_info(info: StackInfo, output: Output = Output.pretty) -> None:
+def print_info(info: StackInfo, output: Output = Output.pretty, studio: str | None = None) -> None:
     env = info.as_env()
+    if studio:
+        env = {"API_URL": env.pop("API_URL"), "DB_URL": env.pop("DB_URL"), "STUDIO_URL": studio, **env}
     if output is Output.dotenv:
         for key, value in info.as_sdk_env().items():
             console.print(f'{key}="{value}"', highlight=False, soft_wrap=True)
@@ -194,13 +201,19 @@ def dev(
     for warning in stack.config.warnings:
         logging.getLogger("appkit.local.config").warning("%s", warning)
     t0 = time.perf_counter()
+    studio_server: list[StudioServer | None] = []
 
     def ready(info: StackInfo) -> None:
         logging.getLogger("appkit.local").info("ready in %.2f s (Ctrl-C to stop)", time.perf_counter() - t0)
-        print_info(info)
+        if stack.config.studio.enabled:
+            studio_server.append(start_beside(info, stack.paths, stack.config.studio.port))
+        print_info(info, studio=studio_url(stack.paths, os.getpid()))
 
-    stack.serve(on_ready=ready, log_level="info" if verbose else "warning",
-                own_logging=log_format is LogFormat.json)
+    try:
+        stack.serve(on_ready=ready, log_level="info" if verbose else "warning",
+                    own_logging=log_format is LogFormat.json)
+    finally:
+        stop_beside(studio_server[0] if studio_server else None, stack.paths)
     logging.getLogger("appkit.local").info("stopped")
 
 
@@ -230,7 +243,7 @@ def start(
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True)
     info = _wait_ready(paths, proc, timeout)
-    print_info(info)
+    print_info(info, studio=wait_studio_url(paths, info.pid) if stack.config.studio.enabled else None)
 
 
 def _wait_ready(paths: StackPaths, proc: subprocess.Popen[bytes], timeout: float) -> StackInfo:
@@ -290,7 +303,7 @@ def status(
     info = read_info(paths)
     if info is None:
         raise fail(f"the local stack is not running in {paths.workdir}; run `appkit start`")
-    print_info(info, output)
+    print_info(info, output, studio=studio_url(paths, info.pid) if output is not Output.dotenv else None)
     problem = _health_problem(info)
     if problem is not None:
         raise fail(f"the local stack (pid {info.pid}) is running but {problem}")

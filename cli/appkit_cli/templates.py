@@ -31,6 +31,11 @@ sql_paths = ["./seed.sql"]
 [realtime]
 enabled = true
 
+[studio]
+# The web console (`appkit studio`) that `appkit dev` / `appkit start` serve on 127.0.0.1.
+enabled = true
+port = 54323
+
 [storage]
 enabled = true
 file_size_limit = "50MiB"

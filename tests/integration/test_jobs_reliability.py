@@ -99,8 +99,10 @@ def all_status(db_url: str, queue: str, status: str, n: int) -> bool:
 def test_kill_9_loses_nothing_and_never_overlaps_a_valid_lease(stack: StackHandle, runs_table: None,
                                                                workers: Workers) -> None:
     q = qname("kill9")
-    n = 60
-    ids = enqueue_many(stack.db_url, q, "[" + ",".join(['{"sleep": 0.4}'] * n) + "]")
+    # 12 s of work for one worker: more than a second worker process takes to start on a loaded
+    # machine (8 s seen), so the victim still has jobs when the survivor joins
+    n = 90
+    ids = enqueue_many(stack.db_url, q, "[" + ",".join(['{"sleep": 0.8}'] * n) + "]")
     victim = workers.start(stack.db_url, q, concurrency=6)
     wait_for(lambda: len([r for r in runs(stack.db_url, ids) if r["pid"] == victim.pid and r["finished_at"] is None]) >= 4,
              what="jobs in flight on the first worker")

@@ -112,7 +112,8 @@ def test_supabase_init_template_loads_without_environment(tmp_path: Path, clean_
     cfg = load_config(project(tmp_path, CLI_TEMPLATE.read_text()))
     assert cfg.warnings == []
     assert (cfg.api.port, cfg.db.port, cfg.auth.jwt_secret) == (54321, 54322, DEFAULT_JWT_SECRET)
-    assert cfg.model_extra is not None and cfg.model_extra["studio"]["openai_api_key"] == "env(OPENAI_API_KEY)"
+    assert cfg.studio.model_extra is not None and cfg.studio.model_extra["openai_api_key"] == "env(OPENAI_API_KEY)"
+    assert (cfg.studio.enabled, cfg.studio.port) == (True, 54323)
 
 
 def test_unset_env_in_a_used_text_setting_warns_and_keeps_it(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:

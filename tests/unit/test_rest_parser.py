@@ -6,23 +6,10 @@ import pytest
 
 from appkit.local.rest.builder import ident, pg_array_literal
 from appkit.local.rest.errors import RestError
-from appkit.local.rest.parser import (
-    Filter,
-    Logic,
-    SelectEmbed,
-    SelectField,
-    SelectStar,
-    parse_field,
-    parse_list,
-    parse_logic,
-    parse_operation,
-    parse_order,
-    parse_prefer,
-    parse_range,
-    parse_select,
-    query_pairs,
-    split_path,
-)
+from appkit.local.rest.headers import parse_prefer, parse_range
+from appkit.local.rest.names import parse_field, split_path
+from appkit.local.rest.parser import Filter, Logic, parse_list, parse_logic, parse_operation, parse_order, query_pairs
+from appkit.local.rest.select import SelectEmbed, SelectField, SelectStar, parse_select
 
 
 def test_select_fields_aliases_casts_json() -> None:

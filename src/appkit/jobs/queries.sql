@@ -7,6 +7,9 @@ LISTEN appkit_jobs;
 
 -- name: claim_jobs
 -- Mark this worker's finished jobs succeeded, then claim up to %(limit)s ready jobs of one queue under a lease.
+-- Returns one row of parallel arrays in start order (best priority first): ids, attempts, max_attempts,
+-- priorities, created_at, and the payloads as one JSON array text, so the worker parses one value per
+-- batch rather than one row and one JSON document per job.
 with done as (
     update appkit.jobs j
        set status = 'succeeded', finished_at = now(), lease_until = null
@@ -14,7 +17,7 @@ with done as (
      where j.id = d.id and j.attempts = d.attempt and j.status = 'running' and j.worker_id = %(worker)s
     returning j.id
 ), ready as (
-    select j.id
+    select j.ctid
       from appkit.jobs j
      where j.queue = %(queue)s and j.status in ('queued', 'failed') and j.run_at <= now()
      order by j.priority desc, j.run_at, j.id
@@ -24,13 +27,21 @@ with done as (
                      )::integer))
            end
        for update skip locked
+), claimed as (
+    update appkit.jobs j
+       set status = 'running', attempts = j.attempts + 1, started_at = now(),
+           lease_until = now() + make_interval(secs => %(lease)s), worker_id = %(worker)s
+      from ready r
+     where j.ctid = r.ctid  -- the row version just locked (a TID scan, no second index lookup)
+    returning j.id, j.payload, j.attempts, j.max_attempts, j.priority, j.created_at
 )
-update appkit.jobs j
-   set status = 'running', attempts = j.attempts + 1, started_at = now(),
-       lease_until = now() + make_interval(secs => %(lease)s), worker_id = %(worker)s
-  from ready r
- where j.id = r.id
-returning j.id, j.queue, j.payload, j.attempts, j.max_attempts, j.priority, j.created_at;
+select coalesce(array_agg(c.id order by c.priority desc, c.id), '{}'),
+       coalesce(array_agg(c.attempts order by c.priority desc, c.id), '{}'),
+       coalesce(array_agg(c.max_attempts order by c.priority desc, c.id), '{}'),
+       coalesce(array_agg(c.priority::integer order by c.priority desc, c.id), '{}'),
+       coalesce(array_agg(c.created_at order by c.priority desc, c.id), '{}'),
+       coalesce(json_agg(c.payload order by c.priority desc, c.id)::text, '[]')
+  from claimed c;
 
 -- name: complete_jobs
 -- Mark this worker's finished jobs succeeded (ids and attempt numbers as parallel arrays).

@@ -243,6 +243,13 @@ class RealtimeConfig(_Section):
     enabled: bool = True
 
 
+class StudioConfig(_Section):
+    """``[studio]``: the web console ``appkit dev`` / ``appkit start`` serve beside the stack."""
+
+    enabled: bool = True
+    port: int = Field(54323, ge=1, le=65535)
+
+
 class ProjectConfig(_Section):
     """The parsed ``supabase/config.toml``."""
 
@@ -252,6 +259,7 @@ class ProjectConfig(_Section):
     auth: AuthConfig = AuthConfig()
     storage: StorageConfig = StorageConfig()
     realtime: RealtimeConfig = RealtimeConfig()
+    studio: StudioConfig = StudioConfig()
     #: one line per thing worth telling the user (a likely typo, an unset ``env(...)``)
     _warnings: list[str] = PrivateAttr(default_factory=list)
 

@@ -7,6 +7,7 @@ the gateway mounts ``service.app`` at the service's prefix (``/rest/v1``, ``/aut
 
 from __future__ import annotations
 
+import contextlib
 import select
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,12 +105,24 @@ class StackContext:
         """A named, shared async pool (opened on first use, closed by the gateway). It opens
         connections on demand and closes them after :data:`POOL_MAX_IDLE` seconds unused."""
         if name not in self._pools:
+            async def check(conn: AsyncConnection[Any]) -> None:
+                try:
+                    await check_idle_connection(conn)
+                except Exception:
+                    # the server ended this session and likely the other idle ones' too (restart,
+                    # db reset, pg_terminate_backend): sweep them all now, or each would cost the
+                    # waiting request another failed check and psycopg_pool's retry delay (1, 2,
+                    # 4... s: three dead connections cost 7 s, six hit the 30 s pool timeout)
+                    with contextlib.suppress(Exception):
+                        await pool.check()
+                    raise
+
             pool = AsyncConnectionPool(
                 self.conninfo(user), min_size=0, max_size=max_size, max_idle=POOL_MAX_IDLE, open=False,
                 kwargs={"autocommit": True, **kwargs}, name=f"appkit-{name}",
                 # a connection the server ended (db reset, restart, admin kill) is replaced
                 # before a request sees it, instead of failing that request
-                check=check_idle_connection,
+                check=check,
             )
             await pool.open(wait=True, timeout=30)
             self._pools[name] = pool

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from appkit.local.admission import Admission
 from appkit.local.context import Service, StackContext
 from appkit.local.health import RESPONDERS, DatabaseGuard
 from appkit.local.observe import Observe
@@ -134,6 +135,7 @@ def build_app(ctx: StackContext, *, only: str | None = None) -> ASGIApp:
         app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
         expose_headers=EXPOSED_HEADERS, max_age=3600,
     )
+    app = Admission(app)  # a queue in arrival order before any work, not a convoy at one pool
     return Observe(
         app, prefixes={} if only else {s.name: SERVICE_PREFIXES[s.name] for s in services},
         root=(services[0].name if services else None) if only else None,

@@ -17,20 +17,11 @@ from typing import Any
 from psycopg import sql
 
 from appkit.local.rest.errors import RestError, undefined_column
-from appkit.local.rest.parser import (
-    Field,
-    Filter,
-    Logic,
-    NodeQuery,
-    OrderTerm,
-    Quoted,
-    SelectEmbed,
-    SelectField,
-    SelectItem,
-    SelectStar,
-)
+from appkit.local.rest.names import Field
+from appkit.local.rest.parser import Filter, Logic, NodeQuery, OrderTerm, Quoted
 from appkit.local.rest.plan import Plan
 from appkit.local.rest.schema import Column, Relationship, SchemaCache, Table
+from appkit.local.rest.select import SelectEmbed, SelectField, SelectItem, SelectStar
 
 
 @functools.lru_cache(maxsize=8192)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -26,6 +27,16 @@ from appkit.local.rest.errors import RestError
 Conn = psycopg.AsyncConnection[Any]
 #: statements a connection keeps prepared (psycopg's cache and the fast path's, the same bound)
 PREPARED_MAX = 5000
+
+
+def _has_input(conn: Conn) -> bool:
+    """Whether an idle connection's socket has something to read (nothing should be)."""
+    poller = select.poll()  # not select(): no limit on the descriptor's number
+    try:
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 class ConnectionLease:
@@ -49,9 +60,26 @@ class ConnectionLease:
             await self._put(conn)
 
     async def _get(self) -> Conn:
+        swept = False
         while True:
             if self._idle:
-                return self._idle.pop()[0]  # the most recently used: the others may go idle
+                conn = self._idle.pop()[0]  # the most recently used: the others may go idle
+                if not _has_input(conn):
+                    return conn
+                # the server wrote to an idle connection: it ended the session (terminated,
+                # restarted), and likely the other idle ones' too. Closed, the pool discards it
+                # without a check; the pool's own idle connections are swept at once, else each
+                # dead one would cost a request a failed check and psycopg_pool's retry delay
+                # (1, 2, 4... s) -- and no request's statements go out on a dead connection
+                self._out -= 1
+                await conn.close()
+                with contextlib.suppress(Exception):
+                    await self.pool.putconn(conn)
+                if not swept:
+                    swept = True
+                    with contextlib.suppress(Exception):
+                        await self.pool.check()
+                continue
             if self._out < self.size:
                 self._out += 1
                 try:

@@ -13,9 +13,11 @@ class RestError(Exception):
 
     def __init__(
         self, status: int, code: str | None, message: str, *, details: Any = None, hint: Any = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, missing: tuple[str, str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        #: for a miss in the schema cache: ("table" or "function", schema, name)
+        self.missing = missing
         self.status = status
         self.code = code
         self.message = message
@@ -37,6 +39,7 @@ def parse_error(message: str, details: str | None = None) -> RestError:
 def table_not_found(schema: str, name: str) -> RestError:
     return RestError(
         404, "PGRST205", f"Could not find the table '{schema}.{name}' in the schema cache",
+        missing=("table", schema, name),
     )
 
 

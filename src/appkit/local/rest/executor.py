@@ -14,8 +14,8 @@ from appkit.local.rest import fastpath
 from appkit.local.rest.builder import ident
 from appkit.local.rest.conns import ConnectionLease
 from appkit.local.rest.errors import RestError, from_pg
+from appkit.local.rest.headers import parse_prefer
 from appkit.local.rest.http import RestRequest
-from appkit.local.rest.parser import parse_prefer
 from appkit.local.rest.schema import SchemaCache, SchemaWatcher
 
 

@@ -6,13 +6,9 @@ import json
 from typing import Any
 
 from appkit.local.rest.errors import RestError
+from appkit.local.rest.headers import Prefer, parse_prefer, parse_range
 from appkit.local.rest.http import JSON_CT, RestRequest, RestResponse
-from appkit.local.rest.parser import (
-    NodeQuery,
-    Prefer,
-    parse_prefer,
-    parse_range,
-)
+from appkit.local.rest.parser import NodeQuery
 from appkit.local.rest.plan import Plan
 
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from appkit.local.rest.http import RestRequest
+from appkit.local.rest.names import parse_field, split_path
 from appkit.local.rest.parser import (
     NodeQuery,
-    SelectItem,
-    SelectStar,
-    parse_field,
     parse_int,
     parse_list,
     parse_logic,
     parse_operation,
     parse_order,
-    parse_select,
     query_pairs,
-    split_path,
 )
+from appkit.local.rest.select import SelectItem, SelectStar, parse_select
 
 
 @dataclass

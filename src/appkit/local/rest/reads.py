@@ -18,12 +18,10 @@ from appkit.local.rest.builder import (
 )
 from appkit.local.rest.errors import RestError, from_pg
 from appkit.local.rest.executor import SETUP_SQL, Executor, RestCaller, roll_back
+from appkit.local.rest.headers import Prefer
 from appkit.local.rest.http import JSON_CT, RestRequest, RestResponse, Streamer, send_error
 from appkit.local.rest.negotiation import Negotiation, apply_response_gucs, plan_request, singular_error
-from appkit.local.rest.parser import (
-    Prefer,
-    query_pairs,
-)
+from appkit.local.rest.parser import query_pairs
 from appkit.local.rest.plan import Plan, parse_plan
 from appkit.local.rest.schema import SchemaCache
 

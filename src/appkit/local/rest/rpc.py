@@ -15,12 +15,10 @@ from appkit.local.rest.builder import (
 )
 from appkit.local.rest.errors import RestError
 from appkit.local.rest.executor import RestCaller
+from appkit.local.rest.headers import Prefer
 from appkit.local.rest.http import RestRequest, RestResponse, json_body
 from appkit.local.rest.negotiation import apply_response_gucs, singular_error
-from appkit.local.rest.parser import (
-    NodeQuery,
-    Prefer,
-)
+from appkit.local.rest.parser import NodeQuery
 from appkit.local.rest.plan import parse_plan
 from appkit.local.rest.reads import Reads
 from appkit.local.rest.schema import Column, Function, SchemaCache
@@ -38,6 +36,7 @@ class Rpc(Reads):
             raise RestError(
                 404, "PGRST202", f"Could not find the function {schema}.{name} in the schema cache",
                 hint="Perhaps you meant to call a different function, or the schema cache is stale.",
+                missing=("function", schema, name),
             )
         prefer = self._prefer(req)
         body: Any = None
@@ -104,8 +103,11 @@ class Rpc(Reads):
                 resp.body = resp.body[1:-1].strip() if resp.body != b"[]" else b"null"
             return resp
         if fn.return_kind == "void":
-            inner_call = f"SELECT {call} FROM {args_from}" if args_from else f"SELECT {call}"
-            sql_text = f"SELECT {RESPONSE_GUCS} FROM ({inner_call} OFFSET 0) AS pgrst_t"
+            inner_call = f"SELECT {call} AS v FROM {args_from}" if args_from else f"SELECT {call} AS v"
+            # the outer query reads the call's result: an output nobody reads is dropped by the
+            # planner when the function is not volatile, and a stable/immutable function's call
+            # (its RAISE, its response.* settings) would never run (PostgREST aggregates the row)
+            sql_text = f"SELECT {RESPONSE_GUCS}, pgrst_t.v IS NULL FROM ({inner_call} OFFSET 0) AS pgrst_t"
             vrow, _ = await self.execute(req, caller, schema, sql_text, params.values, read_only=read_only,
                                          rollback=rollback)
             assert vrow is not None
@@ -168,6 +170,7 @@ class Rpc(Reads):
                 hint="Perhaps you meant to call a different function, or the schema cache is stale.",
                 details=f"Searched for the function {schema}.{name} with parameters {args_text or '(none)'}, "
                         "but no matches were found in the schema cache.",
+                missing=("function", schema, name),
             )
         if len(cands) > 1:
             raise RestError(

@@ -165,6 +165,14 @@ join pg_type rt on rt.oid = p.prorettype
 where n.nspname = any(%(schemas)s) and p.prokind = 'f'
 """
 
+#: the attributes of composite types functions return that are not exposed tables' row types
+#: (``create type ... as (...)``, or a table of another schema)
+COMPOSITE_COLUMNS_SQL = """
+select a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod)
+from pg_attribute a where a.attrelid = any(%(oids)s) and a.attnum > 0 and not a.attisdropped
+order by a.attrelid, a.attnum
+"""
+
 ROLE_SETTINGS_SQL = """
 select r.rolname, s.setconfig from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
 where s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
@@ -189,6 +197,8 @@ class SchemaCache:
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     timezones: set[str] = field(default_factory=set)
     version: int = 0
+    #: pg_proc rows read per (schema, name), kept or not (for :func:`is_stale`)
+    function_rows: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def rels_from(self, table: tuple[str, str]) -> list[Relationship]:
         return self.relationships.get(table, [])
@@ -254,8 +264,16 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
             await cur.execute(TYPES_SQL, {"oids": sorted(type_oids)})
             for oid, fmt, typname in await cur.fetchall():
                 types[int(oid)] = (fmt, typname)
+        composite_oids = sorted({int(row[12]) for row in rows if row[11] == "c" and row[12] and row[12] not in by_oid})
+        composites: dict[int, list[tuple[str, str]]] = {}
+        if composite_oids:
+            await cur.execute(COMPOSITE_COLUMNS_SQL, {"oids": composite_oids})
+            for relid, attname, fmt in await cur.fetchall():
+                composites.setdefault(int(relid), []).append((str(attname), str(fmt)))
         for row in rows:
-            fn = _function_from_row(row, types, by_oid)
+            proc = (str(row[0]), str(row[1]))
+            cache.function_rows[proc] = cache.function_rows.get(proc, 0) + 1
+            fn = _function_from_row(row, types, by_oid, composites)
             if fn is not None:
                 cache.functions.setdefault((fn.schema, fn.name), []).append(fn)
     return cache
@@ -263,6 +281,7 @@ async def load_schema(conn: psycopg.AsyncConnection[Any], schemas: list[str], ve
 
 def _function_from_row(
     row: tuple[Any, ...], types: dict[int, tuple[str, str]], by_oid: dict[int, Table],
+    composites: dict[int, list[tuple[str, str]]],
 ) -> Function | None:
     (schema, name, oid, argnames, argmodes, argtypes, ndefaults, nargs, _rettype, retfmt, rettypname,
      rettyptype, reltypid, retset, volatility, descr, _variadic) = row
@@ -300,6 +319,8 @@ def _function_from_row(
         t = by_oid.get(int(reltypid)) if reltypid else None
         if t is not None:
             ret_table = (t.schema, t.name)
+        elif not outs:  # a standalone composite type: its attributes are the result's columns
+            outs = list(composites.get(int(reltypid), [])) if reltypid else []
     return Function(
         schema, name, int(oid), args, retfmt, rettypname, bool(retset), kind, ret_table, outs,
         str(volatility), descr,
@@ -459,9 +480,43 @@ async def load_db_config(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in await cur.fetchall()}
 
 
+#: whether an object a request missed in the cache exists in the database after all, with the
+#: cache's own filters (a relation in ``TABLES_SQL``, the number of rows of ``FUNCTIONS_SQL``)
+TABLE_EXISTS_SQL = """
+select exists(select from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname = %s and c.relname = %s and c.relkind in ('r', 'v', 'm', 'f', 'p')
+                and not c.relispartition)
+"""
+FUNCTION_COUNT_SQL = """
+select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where n.nspname = %s and p.proname = %s and p.prokind = 'f'
+"""
+#: seconds between two reloads forced by requests (a stale name asked for again and again
+#: costs one reload per interval, not one per request)
+FORCED_RELOAD_INTERVAL = 1.0
+
+
+async def is_stale(conn: psycopg.AsyncConnection[Any], cache: SchemaCache, kind: str, schema: str,
+                   name: str) -> bool:
+    """Whether the database holds the table (``kind`` "table") or overloads of the function
+    (``kind`` "function") ``schema.name`` differently from ``cache``: one catalog lookup."""
+    if kind == "table":
+        row = await (await conn.execute(TABLE_EXISTS_SQL, (schema, name))).fetchone()
+        return bool(row and row[0]) and (schema, name) not in cache.tables
+    row = await (await conn.execute(FUNCTION_COUNT_SQL, (schema, name))).fetchone()
+    # compared with the rows the cache read, not the functions it kept: one it cannot serve
+    # (a trigger function) must not make every call to it reload the cache
+    return row is not None and int(row[0]) != cache.function_rows.get((schema, name), 0)
+
+
 class SchemaWatcher:
     """Keeps a :class:`SchemaCache` fresh: LISTEN pgrst on a dedicated connection that
-    reconnects when dropped (and reloads on every reconnect)."""
+    reconnects when dropped (and reloads on every reconnect).
+
+    A ``NOTIFY pgrst`` sent while the listener is down is lost (as with PostgREST), and one in
+    flight may arrive after the next request; the reload on reconnect catches up, and a
+    request that misses an object which exists in the database asks for a reload
+    (:meth:`refresh`) instead of answering 404 meanwhile."""
 
     def __init__(self, conninfo: str, schemas: list[str],
                  on_config: Callable[[dict[str, str]], None] | None = None) -> None:
@@ -476,6 +531,8 @@ class SchemaWatcher:
         self._version = 0
         self._stopping = False
         self.last_error: str | None = None
+        self._forced: asyncio.Task[None] | None = None
+        self._forced_at = -FORCED_RELOAD_INTERVAL
 
     async def start(self, timeout: float = 30) -> None:
         self._task = asyncio.create_task(self._run(), name="appkit-rest-schema")
@@ -496,6 +553,29 @@ class SchemaWatcher:
                 self.on_config(self.db_config)
             self.cache = await load_schema(conn, self.schemas, self._version)
         self._ready.set()
+
+    async def refresh(self, seen: SchemaCache) -> SchemaCache | None:
+        """A cache newer than ``seen``: the current one if it is already newer, else after a
+        reload (shared by concurrent callers, at most one per :data:`FORCED_RELOAD_INTERVAL`).
+        ``None`` if the reload failed."""
+        if self.cache is not None and self.cache is not seen:
+            return self.cache
+        if self._forced is None or self._forced.done():
+            self._forced = asyncio.create_task(self._forced_reload(), name="appkit-rest-schema-refresh")
+        try:
+            await asyncio.shield(self._forced)
+        except Exception as exc:
+            log.warning("schema reload for a request failed: %s", exc)
+            return None
+        return self.cache if self.cache is not seen else None
+
+    async def _forced_reload(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._forced_at + FORCED_RELOAD_INTERVAL - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._forced_at = loop.time()
+        await self.reload()
 
     async def _run(self) -> None:
         delay = 0.1

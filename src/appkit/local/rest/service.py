@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,7 +27,7 @@ from appkit.local.rest.http import RestRequest, RestResponse, error_response, re
 from appkit.local.rest.parser import query_pairs
 from appkit.local.rest.reads import ReadPlan
 from appkit.local.rest.rpc import Rpc
-from appkit.local.rest.schema import SchemaWatcher
+from appkit.local.rest.schema import SchemaWatcher, is_stale
 from appkit.local.rest.writes import Writes
 
 log = logging.getLogger("appkit.local.rest")
@@ -108,7 +109,14 @@ class RestService(Rpc, Writes):
         resp: RestResponse
         try:
             req.body = await read_body(receive, headers)
-            resp = await self.handle(req)
+            try:
+                resp = await self.handle(req)
+            except RestError as err:
+                # a miss in a stale cache (a NOTIFY lost while the listener reconnected, or
+                # still in flight): look again once the cache holds what the database has
+                if err.missing is None or not await self._refreshed(err.missing):
+                    raise
+                resp = await self.handle(req)
         except RestError as err:
             resp = error_response(err)
         except Exception:  # a bug must still answer in PostgREST's shape
@@ -126,6 +134,21 @@ class RestService(Rpc, Writes):
         out_headers.append((b"content-length", str(len(body) if method != "HEAD" else len(resp.body)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _refreshed(self, missing: tuple[str, str, str]) -> bool:
+        """Whether the schema cache was reloaded because the database holds the object a
+        request missed (one catalog lookup per miss; nothing has run for the request yet)."""
+        cache = self.watcher.cache
+        if cache is None or self.pool is None:
+            return False
+        kind, schema, name = missing
+        try:
+            async with self.pool.connection() as conn:
+                if not await is_stale(conn, cache, kind, schema, name):
+                    return False
+        except (psycopg.Error, RestError):
+            return False
+        return await self.watcher.refresh(cache) is not None
 
     def authenticate(self, req: RestRequest) -> RestCaller:
         auth = req.headers.get("authorization", "")

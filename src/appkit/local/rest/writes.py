@@ -19,17 +19,14 @@ from appkit.local.rest.builder import (
 )
 from appkit.local.rest.errors import RestError, column_not_found
 from appkit.local.rest.executor import Executor, RestCaller
+from appkit.local.rest.headers import Prefer
 from appkit.local.rest.http import JSON_CT, RestRequest, RestResponse, json_body
+from appkit.local.rest.names import Field
 from appkit.local.rest.negotiation import Negotiation, apply_response_gucs, singular_error
-from appkit.local.rest.parser import (
-    Field,
-    Filter,
-    NodeQuery,
-    Prefer,
-    SelectField,
-)
+from appkit.local.rest.parser import Filter, NodeQuery
 from appkit.local.rest.plan import Plan, parse_plan
 from appkit.local.rest.schema import SchemaCache, Table
+from appkit.local.rest.select import SelectField
 
 
 class Writes(Executor, Negotiation):
