@@ -77,6 +77,8 @@ class DbConfig(_Section):
     major_version: int = 17
     seed: DbSeedConfig = DbSeedConfig()
     migrations: DbMigrationsConfig = DbMigrationsConfig()
+    #: ``[db.vault]``: Vault secrets (name = value) created at start, as the Supabase CLI does
+    vault: dict[str, str] = {}
 
 
 class BucketConfig(_Section):

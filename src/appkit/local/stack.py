@@ -37,6 +37,7 @@ from appkit.local.hookcheck import report_hook_problems
 from appkit.local.keys import JWTKeys
 from appkit.local.postgres import EmbeddedPostgres, port_in_use
 from appkit.local.supervisor import DatabaseSupervisor
+from appkit.local.tasks import cancel_and_wait
 
 log = logging.getLogger("appkit.local")
 
@@ -243,6 +244,10 @@ class LocalStack:
             return self.external_db_url, False
         self.postgres = EmbeddedPostgres(self.paths.pgdata, self.db_port, extension_dir=EXTENSIONS_DIR)
         fresh = self.postgres.init()
+        # Vault's root key: a file beside the cluster's data, never in the database (appkit/local/vault.py)
+        from appkit.local.vault import ensure_key
+
+        ensure_key(self.postgres.datadir)
         self.postgres.start(wait=False)
         if while_booting is not None:
             while_booting()
@@ -259,6 +264,13 @@ class LocalStack:
         t0 = time.perf_counter()
         if apply_base_schema(db_url):
             log.info("base schema applied in %.0f ms", (time.perf_counter() - t0) * 1000)
+        # [db.vault] secrets, before the migrations as the Supabase CLI creates them (appkit/local/vault.py)
+        from appkit.local.vault import config_secrets, upsert_config_secrets
+
+        secrets, skipped = config_secrets(self.config.db.vault)
+        for name in skipped:
+            log.warning("[db.vault] %s: no value (an empty value or an unset env() variable); not stored", name)
+        upsert_config_secrets(db_url, secrets)
         runner = MigrationRunner(db_url)
         migrations = discover_migrations(self.paths.migrations_dir) if self.config.db.migrations.enabled else []
         for mig in runner.apply(migrations, allow_drift=True):
@@ -344,25 +356,27 @@ class LocalStack:
                         while not server.started and not task.done():
                             await asyncio.sleep(0.005)
                         watch = asyncio.create_task(supervisor.run(), name="appkit-db-supervisor")
-                        # pg_cron emulation: runs the jobs of cron.job (embedded server only)
-                        cron = asyncio.create_task(CronScheduler(ctx.conninfo()).run(), name="appkit-cron") \
-                            if ctx.embedded else None
-                        checks: asyncio.Task[None] | None = None
+                        from appkit.local.net import NetWorker  # httpx: loaded once the server runs
+
+                        background = [
+                            # pg_cron emulation: runs the jobs of cron.job (embedded server only)
+                            *([asyncio.create_task(CronScheduler(ctx.conninfo()).run(), name="appkit-cron")]
+                              if ctx.embedded else []),
+                            # pg_net: sends what net.http_* queued (appkit/local/net.py)
+                            asyncio.create_task(NetWorker(ctx.conninfo()).run(), name="appkit-pg-net"),
+                        ]
                         try:
                             if server.started:
                                 write_atomic(self.paths.state_file, json.dumps(info.__dict__).encode())
                                 if on_ready is not None:
                                     on_ready(info)
                                 # enabled [auth.hook.*] whose function or URL does not exist
-                                checks = asyncio.create_task(report_hook_problems(self.config.auth.hook, db_url))
+                                background.append(asyncio.create_task(
+                                    report_hook_problems(self.config.auth.hook, db_url), name="appkit-hook-check"))
                             await task
                         finally:
-                            if checks is not None:
-                                checks.cancel()
-                            if cron is not None:
-                                cron.cancel()
-                                with contextlib.suppress(asyncio.CancelledError):
-                                    await cron
+                            for job in background:
+                                await cancel_and_wait(job)
                             watch.cancel()
                             with contextlib.suppress(asyncio.CancelledError):
                                 await watch
