@@ -52,7 +52,14 @@ class DatabaseSupervisor:
     async def run(self) -> None:
         try:
             while True:
-                reason = self._embedded_problem() if self.postgres is not None else await self._external_problem()
+                try:
+                    reason = (self._embedded_problem() if self.postgres is not None
+                              else await self._external_problem())
+                except Exception:  # a check that fails must not end the supervision (nothing would restart postgres)
+                    log.exception("database check failed; checking again")
+                    self._proc = None
+                    await asyncio.sleep(INTERVAL)
+                    continue
                 if reason is None:
                     if not self.health.up:
                         log.warning("the database is back")
@@ -83,7 +90,11 @@ class DatabaseSupervisor:
             return "postgres is not running"
         if self._proc is None or self._proc.pid != pid:
             self._proc = self.postgres._live_postmaster()
-        if self._proc is None or not self._proc.is_running() or self._proc.status() == psutil.STATUS_ZOMBIE:
+        try:
+            dead = self._proc is None or not self._proc.is_running() or self._proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:  # reaped between the two calls
+            dead = True
+        if dead:
             self._proc = None
             return f"postgres (pid {pid}) exited"
         status = lines[7].strip() if len(lines) >= 8 else ""
