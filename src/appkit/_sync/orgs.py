@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from appkit import errors
 from appkit._sync.scope import Scope
 from appkit._errors_map import boundary
+from appkit._uuid import parse_uuid
 from appkit.orgs.models import (
     EMAIL_RE,
     PERMISSION_RE,
@@ -41,13 +42,8 @@ _MAX_NAME = 200
 
 
 def _uuid(value: Any, what: str) -> UUID | None:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            return None
+    if isinstance(value, UUID | str):
+        return parse_uuid(value)
     raise errors.ValidationError(f"{what} must be a UUID or a string, not {type(value).__name__}",
                                  code="invalid_reference")
 

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from appkit import errors
+from appkit._uuid import parse_uuid
 
 MAX_LIMIT = 1000
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
@@ -59,14 +60,10 @@ class AuditFilter:
 def _uuid(value: object, what: str) -> UUID | None:
     if value is None:
         return None
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise errors.ValidationError(f"{what} must be a UUID, not {value!r}"[:200], code="invalid_filter")
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise errors.ValidationError(f"{what} must be a UUID, not {value!r}"[:200], code="invalid_filter")
+    return parsed
 
 
 def _time(value: object, what: str) -> datetime | None:

@@ -12,6 +12,7 @@ from uuid import UUID
 from pydantic import Field
 
 from appkit import errors
+from appkit._uuid import parse_uuid
 from appkit.model import Model
 
 _KIND = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
@@ -35,14 +36,10 @@ class Notification(Model, table="notifications", schema="appkit"):
 
 
 def uuid_of(value: object, what: str) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise errors.ValidationError(f"{what} must be a UUID, not {value!r}"[:200], code="invalid_notification")
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise errors.ValidationError(f"{what} must be a UUID, not {value!r}"[:200], code="invalid_notification")
+    return parsed
 
 
 def check_message(title: object, body: object, data: object, kind: object) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import Field
 
 from appkit import errors
+from appkit._uuid import parse_uuid
 from appkit.model import Model
 
 MAX_NAME = 200
@@ -62,11 +63,7 @@ def check_metadata(value: object) -> dict[str, Any]:
 
 
 def check_user_id(value: object) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise errors.ValidationError(f"user_id must be a UUID, not {value!r}"[:200], code="invalid_user_id")
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise errors.ValidationError(f"user_id must be a UUID, not {value!r}"[:200], code="invalid_user_id")
+    return parsed

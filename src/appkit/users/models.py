@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -11,6 +10,7 @@ from typing import Literal
 from supabase_auth.types import Factor, User
 
 from appkit import errors
+from appkit._uuid import parse_uuid
 
 LinkType = Literal["signup", "invite", "magiclink", "recovery", "email_change_current", "email_change_new"]
 LINK_TYPES: tuple[str, ...] = ("signup", "invite", "magiclink", "recovery", "email_change_current",
@@ -50,14 +50,10 @@ class GeneratedLink:
 
 def user_id(value: object) -> str:
     """``value`` as a canonical UUID string, or ``errors.ValidationError``."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str):
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise errors.ValidationError(f"invalid user id {value!r}: expected a UUID", code="validation_failed")
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise errors.ValidationError(f"invalid user id {value!r}: expected a UUID", code="validation_failed")
+    return str(parsed)
 
 
 def go_duration(value: str | timedelta) -> str:
